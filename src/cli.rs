@@ -1,0 +1,178 @@
+//! Command-line types (clap derive). Nothing here does work; `commands`
+//! resolves these into settings and runs them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// piigate: privacy gateway for customer-profile CSV uploads.
+///
+/// Audits profile files against a schema, encrypts PII columns with AES-256-GCM
+/// under per-file data keys, replaces identities with HMAC-SHA256 pseudonyms,
+/// and writes CleverTap-ready outputs. Keys are read from files or the
+/// environment, never from the command line.
+#[derive(Parser, Debug)]
+#[command(name = "piigate", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Print only errors.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Progress bars: auto shows them only when stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, global = true)]
+    pub progress: ProgressMode,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// More detail (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+/// When to draw progress bars.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// Only when stderr is a terminal and not --quiet.
+    Auto,
+    /// Always (unless --quiet).
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Log format.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new keyring (mode 0600). Refuses to overwrite an existing file.
+    Keygen {
+        /// Where to write the keyring.
+        #[arg(long)]
+        keyring: PathBuf,
+    },
+    /// Key management.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Process local files by hand; outputs go to -o DIR or the configured sink.
+    Process {
+        /// Configuration file (TOML).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Output folder (default: the configured [sink] path).
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Worker threads (default: all cores).
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
+        /// Input CSV files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// The drop-folder job: pull new files from the source, process, publish, archive.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Poll forever, every SECONDS.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<u64>,
+        /// List what would be processed, touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for another run's lock instead of exiting 3.
+        #[arg(long)]
+        wait: bool,
+        /// Worker threads (default: all cores).
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
+    },
+    /// Check files against the schema; writes nothing; non-zero exit if a file would be rejected.
+    Audit {
+        /// Configuration file (TOML).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Input CSV files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Decrypt encrypted columns for an authorised purpose (logged in the access log).
+    Decrypt {
+        /// Configuration file (TOML).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Why (recorded in the access log).
+        #[arg(long)]
+        reason: String,
+        /// Columns to decrypt (default: every encrypted column).
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+        /// A piigate output CSV.
+        file: PathBuf,
+        /// Where to write the decrypted CSV (must not exist).
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+    /// Print the pseudonymous ID of one identity ("-" reads it from stdin). Logged.
+    Pseudonym {
+        /// Configuration file (TOML).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Schema column whose normalization applies (default: the first pseudonymize column).
+        #[arg(long)]
+        column: Option<String>,
+        /// Why (recorded in the access log).
+        #[arg(long, default_value = "support look-up")]
+        reason: String,
+        /// The identity, or "-" to read one line from stdin.
+        value: String,
+    },
+    /// The access log.
+    AccessLog {
+        /// What to do.
+        #[command(subcommand)]
+        command: AccessLogCommand,
+    },
+}
+
+/// `piigate keys ...`
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Add a new KEK and make it active; old KEKs stay for decryption.
+    Rotate {
+        /// The keyring file.
+        #[arg(long)]
+        keyring: PathBuf,
+    },
+}
+
+/// `piigate access-log ...`
+#[derive(Subcommand, Debug)]
+pub enum AccessLogCommand {
+    /// Verify the hash chain; non-zero exit if the log was altered.
+    Verify {
+        /// Configuration file (TOML).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
+}

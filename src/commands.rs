@@ -1,0 +1,411 @@
+//! The commands: each resolves its CLI arguments into settings, runs, and
+//! returns an exit status. The only module that knows both the CLI types
+//! and the core.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context as _};
+use tracing::{error, info, warn};
+
+use crate::accesslog;
+use crate::cli::{AccessLogCommand, Cli, Command, KeysCommand};
+use crate::crypto::aead::{self, DataKey};
+use crate::crypto::keys::DekId;
+use crate::crypto::prf::Pseudonymizer;
+use crate::error::{failed, usage, CommandError, ExitStatus};
+use crate::keyring::Keyring;
+use crate::keystore;
+use crate::process::{self, Context, KeystoreKeys};
+use crate::report::{self, FileReport, FileStatus, Reporter, RunReport, Silent};
+use crate::settings::{Action, Location, Settings};
+use crate::sink::local::LocalSink;
+use crate::sink::Sink;
+use crate::transform::engine::EngineOptions;
+use crate::transform::normalize;
+use crate::ui;
+
+type CmdResult = Result<ExitStatus, CommandError>;
+
+/// Runs a parsed command line; prints errors as `piigate: ...`.
+pub fn run(cli: Cli) -> ExitStatus {
+    ui::init_logging(&cli.global);
+    let bars = ui::bars_enabled(&cli.global);
+    let result = match cli.command {
+        Command::Keygen { keyring } => keygen(&keyring),
+        Command::Keys { command: KeysCommand::Rotate { keyring } } => rotate(&keyring),
+        Command::Process { config, output, jobs, files } => process_cmd(&config, output, jobs, &files, bars),
+        Command::Run { .. } => Err(usage(anyhow!(
+            "`piigate run` (the drop-folder job) is not available in this version; use `piigate process --config CFG FILE...`"
+        ))),
+        Command::Audit { .. } => Err(usage(anyhow!(
+            "`piigate audit` is not available in this version; `piigate process` checks files against the schema as it runs"
+        ))),
+        Command::Decrypt { config, reason, columns, file, output } => decrypt(&config, &reason, columns, &file, &output),
+        Command::Pseudonym { config, column, reason, value } => pseudonym(&config, column.as_deref(), &reason, &value),
+        Command::AccessLog { command: AccessLogCommand::Verify { config } } => verify_log(&config),
+    };
+    match result {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{:#}", e.source);
+            e.status
+        }
+    }
+}
+
+fn load_settings(config: &Path) -> Result<Settings, CommandError> {
+    Settings::load(config).map_err(usage)
+}
+
+fn load_keyring(path: &Path) -> Result<Keyring, CommandError> {
+    let ring = Keyring::load(path).map_err(usage)?;
+    if ring.is_demo() {
+        warn!(
+            "keyring {} is a DEMO keyring with published keys: never use it for real data (create one with `piigate keygen --keyring PATH`)",
+            path.display()
+        );
+    }
+    if let Some(mode) = ring.loose_permissions() {
+        warn!("keyring {} has mode {mode:o}: others can read it; run `chmod 600 {}`", path.display(), path.display());
+    }
+    Ok(ring)
+}
+
+fn keygen(path: &Path) -> CmdResult {
+    let mut ring = Keyring::generate(path);
+    if path.file_name().is_some_and(|n| n.to_string_lossy().contains("DEMO")) {
+        ring.set_demo(true);
+    }
+    ring.create_new().map_err(usage)?;
+    info!("created keyring {} (mode 0600) with KEK {}", path.display(), ring.active().0);
+    Ok(ExitStatus::Ok)
+}
+
+fn rotate(path: &Path) -> CmdResult {
+    let mut ring = load_keyring(path)?;
+    let id = ring.rotate();
+    ring.save().map_err(usage)?;
+    info!("keyring {}: new active KEK {id}; earlier KEKs are kept for decryption", path.display());
+    Ok(ExitStatus::Ok)
+}
+
+fn build_pool(jobs: Option<usize>) -> Result<(rayon::ThreadPool, usize), CommandError> {
+    let n = match jobs {
+        Some(0) => return Err(usage(anyhow!("--jobs must be at least 1"))),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("piigate-transform-{i}"))
+        .build()
+        .map_err(|e| usage(anyhow!("cannot start {n} worker threads: {e}")))?;
+    Ok((pool, n))
+}
+
+fn cancel_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    flag
+}
+
+fn log_file(r: &FileReport) {
+    match r.status {
+        FileStatus::Ok => {
+            let out = r.outputs.first().map(|o| o.path.as_str()).unwrap_or("-");
+            info!(
+                file = %r.input,
+                rows = r.rows_read,
+                written = r.rows_written,
+                rejected = r.rows_rejected,
+                output = %out,
+                seconds = r.seconds,
+                "{}: {} rows, {} written, {} rejected -> {}",
+                r.input, r.rows_read, r.rows_written, r.rows_rejected, out
+            );
+        }
+        _ => error!(file = %r.input, status = ?r.status, "{}: {}", r.input, r.error.as_deref().unwrap_or("failed")),
+    }
+}
+
+fn process_cmd(config: &Path, output: Option<PathBuf>, jobs: Option<usize>, files: &[PathBuf], bars: bool) -> CmdResult {
+    let settings = load_settings(config)?;
+    let keyring = load_keyring(&settings.keyring)?;
+    let sink: Box<dyn Sink> = match (output, settings.sink.as_ref().map(|s| &s.location)) {
+        (Some(dir), _) => Box::new(LocalSink::new(dir)),
+        (None, Some(Location::Local(dir))) => Box::new(LocalSink::new(dir.clone())),
+        (None, Some(Location::Sftp(..))) => {
+            return Err(usage(anyhow!("the configured [sink] is SFTP; `process` writes locally: pass -o DIR")))
+        }
+        (None, None) => return Err(usage(anyhow!("no output folder: pass -o DIR or configure [sink]"))),
+    };
+    let (pool, threads) = build_pool(jobs)?;
+    let cancel = cancel_flag();
+    let keys = KeystoreKeys::new(&keyring, settings.keystore.clone());
+    let bar_reporter;
+    let reporter: &dyn Reporter = if bars {
+        bar_reporter = ui::BarReporter::new();
+        &bar_reporter
+    } else {
+        &Silent
+    };
+    let started = time::OffsetDateTime::now_utc();
+    let ctx = Context {
+        settings: &settings,
+        pseudonymizer: Pseudonymizer::new(keyring.pseudonym_key()),
+        keys: &keys,
+        pool: &pool,
+        reporter,
+        cancel: &cancel,
+        timestamp: report::compact_timestamp(started),
+        options: EngineOptions::default(),
+    };
+    let started_text = report::now_rfc3339();
+    let next = AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<(usize, FileReport)>> = std::sync::Mutex::new(Vec::new());
+    let parallel_files = threads.min(files.len()).max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..parallel_files {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(path) = files.get(i) else { break };
+                if cancel.load(Ordering::Relaxed) {
+                    break;
+                }
+                let r = process_local_file(&ctx, path, &*sink);
+                log_file(&r);
+                results.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let files_reports: Vec<FileReport> = results.into_iter().map(|(_, r)| r).collect();
+    let bad = files_reports.iter().filter(|r| r.status != FileStatus::Ok).count();
+    let total = files.len();
+    let run = RunReport {
+        run_id: format!("{}-process-{}", report::compact_timestamp(started), DekId::generate()),
+        command: "process".into(),
+        started: started_text,
+        finished: report::now_rfc3339(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        files: files_reports,
+    };
+    let report_path = run
+        .write(&settings.state_dir)
+        .map_err(|e| failed(anyhow!("cannot write the run report under {}: {e}", settings.state_dir.display())))?;
+    let skipped = total - run.files.len();
+    info!(
+        files = total,
+        ok = total - bad - skipped,
+        failed = bad,
+        report = %report_path.display(),
+        "{} of {total} files processed, {bad} failed{}; report {}",
+        total - bad - skipped,
+        if skipped > 0 { format!(", {skipped} not started (interrupted)") } else { String::new() },
+        report_path.display()
+    );
+    Ok(if bad > 0 || skipped > 0 { ExitStatus::FilesFailed } else { ExitStatus::Ok })
+}
+
+fn process_local_file(ctx: &Context<'_>, path: &Path, sink: &dyn Sink) -> FileReport {
+    let display = path.display().to_string();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| display.clone());
+    match std::fs::File::open(path) {
+        Ok(f) => {
+            let size = f.metadata().ok().map(|m| m.len());
+            process::process_file(ctx, &display, &name, size, f, sink)
+        }
+        Err(e) => {
+            let mut r = FileReport::new(display.clone());
+            r.error = Some(format!("cannot open {display}: {e}"));
+            r
+        }
+    }
+}
+
+/// Loads and unwraps data keys on demand.
+struct KeyCache<'a> {
+    ring: &'a Keyring,
+    records: HashMap<String, keystore::DekRecord>,
+    keys: HashMap<DekId, DataKey>,
+}
+
+impl KeyCache<'_> {
+    fn get(&mut self, id: &DekId) -> anyhow::Result<&DataKey> {
+        if !self.keys.contains_key(id) {
+            let rec = self.records.get(id.as_str()).ok_or_else(|| anyhow!("data key {id} is not in the keystore"))?;
+            let key = keystore::unwrap_record(self.ring, rec)?;
+            self.keys.insert(*id, key);
+        }
+        Ok(&self.keys[id])
+    }
+}
+
+fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Path, output: &Path) -> CmdResult {
+    if reason.trim().is_empty() {
+        return Err(usage(anyhow!("--reason must say why the values are needed; it is recorded in the access log")));
+    }
+    let settings = load_settings(config)?;
+    let keyring = load_keyring(&settings.keyring)?;
+    let records = keystore::load(&settings.keystore).map_err(usage)?;
+    let mut cache = KeyCache { ring: &keyring, records, keys: HashMap::new() };
+
+    let input = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display())).map_err(usage)?;
+    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
+    let mut header = csv::ByteRecord::new();
+    if !rdr.read_byte_record(&mut header).map_err(|e| failed(anyhow!("{}: {e}", file.display())))? {
+        return Err(failed(anyhow!("{}: empty file", file.display())));
+    }
+    let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
+    let encrypted: Vec<&str> =
+        settings.schema.columns.iter().filter(|c| c.action == Action::Encrypt).map(|c| c.name.as_str()).collect();
+    let wanted: Vec<String> = match columns {
+        Some(cols) => {
+            for c in &cols {
+                if !encrypted.contains(&c.as_str()) {
+                    return Err(usage(anyhow!(
+                        "--columns: {c:?} is not an encrypted column of the schema (encrypted: {})",
+                        encrypted.join(", ")
+                    )));
+                }
+            }
+            cols
+        }
+        None => encrypted.iter().map(|s| s.to_string()).collect(),
+    };
+    let targets: Vec<(usize, String)> =
+        names.iter().enumerate().filter(|(_, n)| wanted.contains(n)).map(|(i, n)| (i, n.clone())).collect();
+    if targets.is_empty() {
+        return Err(failed(anyhow!(
+            "{}: none of the columns {} is in the header; is this a piigate output of this schema?",
+            file.display(),
+            wanted.join(", ")
+        )));
+    }
+    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if output.exists() {
+        return Err(usage(anyhow!("{} already exists; choose a new output path", output.display())));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{}.", output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()))
+        .suffix(".partial")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))
+        .map_err(usage)?;
+    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(tmp.reopen().map_err(|e| failed(anyhow!(e)))?));
+    w.write_byte_record(&header).map_err(|e| failed(anyhow!(e)))?;
+    let mut rec = csv::ByteRecord::new();
+    let mut out = csv::ByteRecord::new();
+    let mut values = 0u64;
+    while rdr.read_byte_record(&mut rec).map_err(|e| failed(anyhow!("{}: {e}", file.display())))? {
+        let line = rec.position().map_or(0, |p| p.line());
+        out.clear();
+        for (i, field) in rec.iter().enumerate() {
+            match targets.iter().find(|(t, _)| *t == i) {
+                Some((_, col)) if !field.is_empty() => {
+                    let plain = (|| -> anyhow::Result<Vec<u8>> {
+                        let (id, payload) = aead::parse_token(field)?;
+                        Ok(cache.get(&id)?.decrypt_payload(col.as_bytes(), &payload)?)
+                    })()
+                    .map_err(|e| failed(anyhow!("{} line {line}, column {col:?}: {e:#}", file.display())))?;
+                    values += 1;
+                    out.push_field(&plain);
+                }
+                _ => out.push_field(field),
+            }
+        }
+        w.write_byte_record(&out).map_err(|e| failed(anyhow!(e)))?;
+    }
+    let inner = w.into_inner().map_err(|e| failed(anyhow!("{}", e.error())))?;
+    inner.into_inner().map_err(|e| failed(anyhow!("{}", e.error())))?.sync_all().map_err(|e| failed(anyhow!(e)))?;
+    accesslog::append(
+        &settings.state_dir,
+        accesslog::Access {
+            action: "decrypt",
+            file: Some(file.display().to_string()),
+            columns: targets.iter().map(|(_, c)| c.clone()).collect(),
+            values,
+            reason,
+        },
+    )
+    .map_err(|e| failed(anyhow!("not decrypted: the access log could not be written: {e}")))?;
+    tmp.persist_noclobber(output).map_err(|e| failed(anyhow!("cannot write {}: {}", output.display(), e.error)))?;
+    info!(
+        "decrypted {values} values in {} column(s) of {} into {} (logged in the access log)",
+        targets.len(),
+        file.display(),
+        output.display()
+    );
+    Ok(ExitStatus::Ok)
+}
+
+fn pseudonym(config: &Path, column: Option<&str>, reason: &str, value: &str) -> CmdResult {
+    let settings = load_settings(config)?;
+    let keyring = load_keyring(&settings.keyring)?;
+    let spec = match column {
+        Some(c) => settings
+            .schema
+            .columns
+            .iter()
+            .find(|s| s.name == c && s.action == Action::Pseudonymize)
+            .ok_or_else(|| usage(anyhow!("--column {c:?} is not a pseudonymize column of the schema")))?,
+        None => settings
+            .schema
+            .columns
+            .iter()
+            .find(|s| s.action == Action::Pseudonymize)
+            .ok_or_else(|| usage(anyhow!("the schema has no pseudonymize column")))?,
+    };
+    let mut owned = String::new();
+    let raw = if value == "-" {
+        std::io::stdin().lock().read_line(&mut owned).map_err(|e| usage(anyhow!("reading stdin: {e}")))?;
+        owned.trim_end_matches(['\r', '\n'])
+    } else {
+        value
+    };
+    let normalized = normalize::normalize(spec.normalize, raw, settings.schema.default_region)
+        .map_err(|_| usage(anyhow!("the value is not a possible phone number")))?;
+    if normalized.is_empty() {
+        return Err(usage(anyhow!("the value is empty after normalization")));
+    }
+    let p = Pseudonymizer::new(keyring.pseudonym_key()).pseudonym(&settings.schema.pseudonym_prefix, normalized.as_bytes());
+    accesslog::append(
+        &settings.state_dir,
+        accesslog::Access { action: "pseudonym", file: None, columns: vec![spec.name.clone()], values: 1, reason },
+    )
+    .map_err(|e| failed(anyhow!("not computed: the access log could not be written: {e}")))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{p}").map_err(|e| failed(anyhow!(e)))?;
+    Ok(ExitStatus::Ok)
+}
+
+fn verify_log(config: &Path) -> CmdResult {
+    let settings = load_settings(config)?;
+    match accesslog::verify(&settings.state_dir) {
+        Ok(n) => {
+            info!("access log {}: {n} entries, chain intact", settings.state_dir.join(accesslog::LOG_FILE).display());
+            Ok(ExitStatus::Ok)
+        }
+        Err(e @ accesslog::AccessLogError::Tampered { .. }) => Err(failed(e)),
+        Err(e) => {
+            bail_usage(e)
+        }
+    }
+}
+
+fn bail_usage(e: impl Into<anyhow::Error>) -> CmdResult {
+    Err(usage(e))
+}
+
+#[allow(dead_code)]
+fn unreachable_bail() -> anyhow::Result<()> {
+    bail!("unreachable")
+}

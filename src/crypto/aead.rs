@@ -1,0 +1,225 @@
+//! AES-256-GCM (NIST SP 800-38D) for data-key wrapping and column tokens.
+//!
+//! ```text
+//! wrapped = AES-256-GCM-Seal(key = KEK, nonce = random(12),
+//!                            plaintext = DEK,
+//!                            ad = "piigate:dek:v1:" || dek_id)        -- ciphertext || tag
+//! token   = "pg1:" || dek_id || ":" ||
+//!           base64url_nopad(nonce || AES-256-GCM-Seal(key = DEK, nonce = random(12),
+//!                                                      plaintext = value,
+//!                                                      ad = UTF-8(output column name)))
+//! ```
+//!
+//! Nonces are 96 bits drawn from a per-thread ChaCha12 CSPRNG seeded from
+//! the operating system (`rand::rng()`); a data key encrypts at most
+//! [`MAX_VALUES_PER_DEK`] values, which keeps the probability of a nonce
+//! collision far below the 2^-32 bound of NIST SP 800-38D §8.3.
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use base64::Engine as _;
+use rand::RngCore;
+
+use super::keys::{Dek, DekId, Kek, KEY_LEN};
+use super::CryptoError;
+
+/// Version prefix of a column token.
+pub const TOKEN_PREFIX: &str = "pg1:";
+/// Domain-separation label for the associated data of a wrapped DEK.
+pub const DEK_WRAP_LABEL: &str = "piigate:dek:v1:";
+/// AES-GCM nonce length in bytes.
+pub const NONCE_LEN: usize = 12;
+/// AES-GCM tag length in bytes.
+pub const TAG_LEN: usize = 16;
+/// Values one data key may encrypt before a fresh one is rolled (2^31).
+pub const MAX_VALUES_PER_DEK: u64 = 1 << 31;
+
+const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+fn wrap_ad(dek_id: &DekId) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(DEK_WRAP_LABEL.len() + 16);
+    ad.extend_from_slice(DEK_WRAP_LABEL.as_bytes());
+    ad.extend_from_slice(dek_id.as_str().as_bytes());
+    ad
+}
+
+/// Draws a 96-bit nonce from the thread's CSPRNG.
+pub fn random_nonce() -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut n);
+    n
+}
+
+/// Wraps `dek` under `kek` with the given nonce. Returns ciphertext‖tag
+/// (48 bytes).
+pub fn wrap_dek(kek: &Kek, dek_id: &DekId, dek: &Dek, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
+    let cipher = Aes256Gcm::new(kek.expose().into());
+    let mut buf = dek.expose().to_vec();
+    let tag = cipher
+        .encrypt_in_place_detached(Nonce::from_slice(nonce), &wrap_ad(dek_id), &mut buf)
+        .expect("AES-GCM cannot fail for a 32-byte plaintext");
+    buf.extend_from_slice(&tag);
+    buf
+}
+
+/// Unwraps a DEK wrapped by [`wrap_dek`].
+///
+/// # Errors
+/// [`CryptoError::Truncated`] when `wrapped` is not 48 bytes;
+/// [`CryptoError::Auth`] for a wrong KEK, a `dek_id` that does not match, or
+/// altered bytes.
+pub fn unwrap_dek(
+    kek: &Kek,
+    dek_id: &DekId,
+    nonce: &[u8],
+    wrapped: &[u8],
+) -> Result<Dek, CryptoError> {
+    if nonce.len() != NONCE_LEN {
+        return Err(CryptoError::InvalidKey(format!("nonce is {} bytes, expected 12", nonce.len())));
+    }
+    if wrapped.len() != KEY_LEN + TAG_LEN {
+        return Err(CryptoError::Truncated);
+    }
+    let cipher = Aes256Gcm::new(kek.expose().into());
+    let mut buf = wrapped[..KEY_LEN].to_vec();
+    let tag = Tag::from_slice(&wrapped[KEY_LEN..]);
+    cipher
+        .decrypt_in_place_detached(Nonce::from_slice(nonce), &wrap_ad(dek_id), &mut buf, tag)
+        .map_err(|_| CryptoError::Auth)?;
+    let mut bytes = [0u8; KEY_LEN];
+    bytes.copy_from_slice(&buf);
+    zeroize::Zeroize::zeroize(&mut buf);
+    Ok(Dek::from_bytes(bytes))
+}
+
+/// A data key ready for use: its identifier and the expanded AES key
+/// schedule (zeroized on drop by the `aes` crate).
+pub struct DataKey {
+    id: DekId,
+    cipher: Aes256Gcm,
+}
+
+impl DataKey {
+    /// Expands `dek` for encryption and decryption.
+    pub fn new(id: DekId, dek: &Dek) -> Self {
+        Self { id, cipher: Aes256Gcm::new(dek.expose().into()) }
+    }
+
+    /// The key's identifier.
+    pub fn id(&self) -> &DekId {
+        &self.id
+    }
+
+    /// Appends the token for `plaintext` under associated data `column` to
+    /// `out`, with a fresh random nonce. `scratch` is reused between calls.
+    pub fn encrypt_token_into(&self, column: &[u8], plaintext: &[u8], scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
+        self.encrypt_token_with_nonce(column, plaintext, &random_nonce(), scratch, out)
+    }
+
+    /// As [`DataKey::encrypt_token_into`] with a caller-chosen nonce (test
+    /// vectors only: a nonce must never repeat under one key).
+    pub fn encrypt_token_with_nonce(
+        &self,
+        column: &[u8],
+        plaintext: &[u8],
+        nonce: &[u8; NONCE_LEN],
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) {
+        scratch.clear();
+        scratch.extend_from_slice(nonce);
+        scratch.extend_from_slice(plaintext);
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(Nonce::from_slice(nonce), column, &mut scratch[NONCE_LEN..])
+            .expect("AES-GCM plaintext limit is far above any CSV cell");
+        scratch.extend_from_slice(&tag);
+        out.extend_from_slice(TOKEN_PREFIX.as_bytes());
+        out.extend_from_slice(self.id.as_str().as_bytes());
+        out.push(b':');
+        let start = out.len();
+        let enc_len = base64::encoded_len(scratch.len(), false).unwrap_or(0);
+        out.resize(start + enc_len, 0);
+        let written = B64URL
+            .encode_slice(&scratch[..], &mut out[start..])
+            .expect("buffer sized by encoded_len");
+        out.truncate(start + written);
+    }
+
+    /// Decrypts the payload of a parsed token (see [`parse_token`]).
+    ///
+    /// # Errors
+    /// [`CryptoError::Truncated`] or [`CryptoError::Auth`].
+    pub fn decrypt_payload(&self, column: &[u8], payload: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if payload.len() < NONCE_LEN + TAG_LEN {
+            return Err(CryptoError::Truncated);
+        }
+        let (nonce, rest) = payload.split_at(NONCE_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let mut buf = ct.to_vec();
+        self.cipher
+            .decrypt_in_place_detached(Nonce::from_slice(nonce), column, &mut buf, Tag::from_slice(tag))
+            .map_err(|_| CryptoError::Auth)?;
+        Ok(buf)
+    }
+}
+
+/// Splits a token into its `dek_id` and decoded payload
+/// (nonce‖ciphertext‖tag).
+///
+/// # Errors
+/// [`CryptoError::UnknownVersion`] for another prefix,
+/// [`CryptoError::Malformed`] for a bad structure, `dek_id` or base64url,
+/// [`CryptoError::Truncated`] for a payload under 28 bytes.
+pub fn parse_token(token: &[u8]) -> Result<(DekId, Vec<u8>), CryptoError> {
+    let Some(rest) = token.strip_prefix(TOKEN_PREFIX.as_bytes()) else {
+        let looks_versioned = token.len() > 3
+            && token.starts_with(b"pg")
+            && token.iter().position(|&b| b == b':').is_some_and(|i| token[2..i].iter().all(u8::is_ascii_digit));
+        return Err(if looks_versioned { CryptoError::UnknownVersion } else { CryptoError::Malformed("not a pg1 token") });
+    };
+    let colon = rest.iter().position(|&b| b == b':').ok_or(CryptoError::Malformed("missing ':' after dek_id"))?;
+    let id_text = std::str::from_utf8(&rest[..colon]).map_err(|_| CryptoError::Malformed("dek_id is not ASCII"))?;
+    let dek_id: DekId = id_text.parse()?;
+    let payload = B64URL
+        .decode(&rest[colon + 1..])
+        .map_err(|_| CryptoError::Malformed("payload is not unpadded base64url"))?;
+    if payload.len() < NONCE_LEN + TAG_LEN {
+        return Err(CryptoError::Truncated);
+    }
+    Ok((dek_id, payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_round_trip_and_ad_binding() {
+        let kek = Kek::generate();
+        let dek = Dek::generate();
+        let id = DekId::generate();
+        let nonce = random_nonce();
+        let w = wrap_dek(&kek, &id, &dek, &nonce);
+        assert_eq!(w.len(), 48);
+        assert!(unwrap_dek(&kek, &id, &nonce, &w).unwrap() == dek);
+        let other = DekId::generate();
+        assert_eq!(unwrap_dek(&kek, &other, &nonce, &w).err(), Some(CryptoError::Auth));
+        assert_eq!(unwrap_dek(&Kek::generate(), &id, &nonce, &w).err(), Some(CryptoError::Auth));
+        assert_eq!(unwrap_dek(&kek, &id, &nonce, &w[..47]).err(), Some(CryptoError::Truncated));
+    }
+
+    #[test]
+    fn token_round_trip_binds_column() {
+        let key = DataKey::new(DekId::generate(), &Dek::generate());
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        key.encrypt_token_into(b"email", "zoë@example.test".as_bytes(), &mut scratch, &mut out);
+        assert!(out.starts_with(b"pg1:"));
+        let (id, payload) = parse_token(&out).unwrap();
+        assert_eq!(&id, key.id());
+        assert_eq!(key.decrypt_payload(b"email", &payload).unwrap(), "zoë@example.test".as_bytes());
+        assert_eq!(key.decrypt_payload(b"phone", &payload), Err(CryptoError::Auth));
+        assert_eq!(parse_token(b"pg2:0011223344556677:AAAA").err(), Some(CryptoError::UnknownVersion));
+        assert!(matches!(parse_token(b"pg1:0011223344556677:AAAA"), Err(CryptoError::Truncated)));
+    }
+}

@@ -1,0 +1,23 @@
+//! piigate: a privacy gateway for customer-profile CSV uploads.
+//!
+//! Pipeline: `source` → `transform` (schema plan, normalize, encrypt,
+//! pseudonymize, mask) → `sink`, with `crypto` (keys, AEAD, PRF) pure and
+//! small, `settings` resolved once from TOML, and `commands` as the only
+//! layer that knows about the CLI.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod accesslog;
+pub mod cli;
+pub mod commands;
+pub mod crypto;
+pub mod error;
+pub mod keyring;
+pub mod keystore;
+pub mod manifest;
+pub mod process;
+pub mod report;
+pub mod settings;
+pub mod sink;
+pub mod transform;
+mod ui;

@@ -1,0 +1,214 @@
+//! Processing one input into published outputs: the data key, the
+//! streaming transform, the reject-ratio check, then the CSV and its
+//! manifest, each published atomically, the manifest last.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::crypto::aead::DataKey;
+use crate::crypto::prf::Pseudonymizer;
+use crate::keyring::Keyring;
+use crate::keystore::{self, DekRecord};
+use crate::manifest;
+use crate::report::{FileReport, FileStatus, OutputReport, Reporter, MAX_LISTED_REJECTS};
+use crate::settings::{ManifestKind, Settings};
+use crate::sink::Sink;
+use crate::transform::engine::{self, DataKeySource, EngineError, EngineOptions, FileJob};
+
+/// Data keys from the keyring's active KEK, recorded in the keystore
+/// before they are used.
+pub struct KeystoreKeys<'a> {
+    keyring: &'a Keyring,
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl<'a> KeystoreKeys<'a> {
+    /// Keys wrapped by `keyring`, recorded in the keystore at `path`.
+    pub fn new(keyring: &'a Keyring, path: PathBuf) -> Self {
+        Self { keyring, path, lock: Mutex::new(()) }
+    }
+}
+
+impl DataKeySource for KeystoreKeys<'_> {
+    fn fresh_key(&self) -> Result<(DataKey, DekRecord), String> {
+        let (key, rec) = keystore::new_data_key(self.keyring, &crate::report::now_rfc3339());
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        keystore::append(&self.path, std::slice::from_ref(&rec)).map_err(|e| e.to_string())?;
+        Ok((key, rec))
+    }
+}
+
+/// What every file of a run shares.
+pub struct Context<'a> {
+    /// Checked configuration.
+    pub settings: &'a Settings,
+    /// Pseudonym function.
+    pub pseudonymizer: Pseudonymizer,
+    /// Data-key source.
+    pub keys: &'a dyn DataKeySource,
+    /// Transform pool.
+    pub pool: &'a rayon::ThreadPool,
+    /// Progress.
+    pub reporter: &'a dyn Reporter,
+    /// Set by SIGINT/SIGTERM.
+    pub cancel: &'a AtomicBool,
+    /// Name suffix timestamp (`20261129T030000Z`).
+    pub timestamp: String,
+    /// Engine tuning.
+    pub options: EngineOptions,
+}
+
+/// Output stem for an input file name: the name without its extension.
+pub fn stem_of(input_name: &str) -> &str {
+    match input_name.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => input_name,
+    }
+}
+
+/// Processes `input` (called `display` in reports, `file_name` its base
+/// name) into `sink`. Never panics on bad input; the report says what
+/// happened.
+pub fn process_file(
+    ctx: &Context<'_>,
+    display: &str,
+    file_name: &str,
+    size: Option<u64>,
+    input: impl Read,
+    sink: &dyn Sink,
+) -> FileReport {
+    let started = Instant::now();
+    let mut report = FileReport::new(display.to_owned());
+    let progress = ctx.reporter.file_started(file_name, size);
+    let result = run(ctx, file_name, input, sink, &*progress, &mut report);
+    report.seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(()) => report.status = FileStatus::Ok,
+        Err((status, msg)) => {
+            report.status = status;
+            report.error = Some(msg);
+        }
+    }
+    report
+}
+
+fn run(
+    ctx: &Context<'_>,
+    file_name: &str,
+    input: impl Read,
+    sink: &dyn Sink,
+    progress: &dyn engine::FileProgress,
+    report: &mut FileReport,
+) -> Result<(), (FileStatus, String)> {
+    let s = ctx.settings;
+    let first = ctx.keys.fresh_key().map_err(|e| (FileStatus::Error, format!("data key: {e}")))?;
+    let out_name = format!("{}-{}-{}.csv", stem_of(file_name), ctx.timestamp, first.0.id());
+    let mut pending = sink.create(&out_name).map_err(|e| (FileStatus::Error, e.to_string()))?;
+    let job = FileJob {
+        schema: &s.schema,
+        delimiter: s.delimiter,
+        pseudonymizer: &ctx.pseudonymizer,
+        keys: ctx.keys,
+        pool: ctx.pool,
+        progress,
+        cancel: ctx.cancel,
+        options: ctx.options,
+    };
+    let outcome = match engine::process_stream(&job, first, input, &mut pending) {
+        Ok(o) => o,
+        Err(e) => {
+            let status = match e {
+                EngineError::Header(_) => FileStatus::Failed,
+                EngineError::Interrupted => FileStatus::Interrupted,
+                _ => FileStatus::Error,
+            };
+            return Err((status, e.to_string()));
+        }
+    };
+    report.input_bytes = outcome.input_bytes;
+    report.input_sha256 = Some(outcome.input_sha256.clone());
+    report.rows_read = outcome.rows_read;
+    report.rows_written = outcome.rows_written;
+    report.rows_rejected = outcome.rejects.len() as u64;
+    report.values_encrypted = outcome.values_encrypted;
+    report.data_keys = outcome.data_keys.clone();
+    report.rejects = outcome.rejects.iter().take(MAX_LISTED_REJECTS).cloned().collect();
+
+    let rejected = outcome.rejects.len() as u64;
+    if rejected > 0 {
+        let ratio = rejected as f64 / outcome.rows_read.max(1) as f64;
+        if ratio > s.schema.max_reject_ratio {
+            let lines: Vec<String> = outcome.rejects.iter().take(5).map(|r| format!("line {}: {}", r.line, r.message)).collect();
+            return Err((
+                FileStatus::Failed,
+                format!(
+                    "{rejected} of {} rows rejected ({:.2}%), more than [schema] max_reject_ratio = {}; first: {}",
+                    outcome.rows_read,
+                    ratio * 100.0,
+                    s.schema.max_reject_ratio,
+                    lines.join("; ")
+                ),
+            ));
+        }
+    }
+
+    let published = pending.commit().map_err(|e| (FileStatus::Error, e.to_string()))?;
+    let mut out = OutputReport {
+        path: published,
+        bytes: outcome.output_bytes,
+        sha256: outcome.output_sha256.clone(),
+        rows: outcome.rows_written,
+        manifest: None,
+    };
+    if let Some(sink_settings) = &s.sink {
+        if sink_settings.manifest == ManifestKind::Clevertap {
+            let email = sink_settings.clevertap_client_email.as_deref().unwrap_or_default();
+            // The plan is rebuilt from the output header, which the engine checked.
+            let plan = plan_for_manifest(s, &outcome.columns);
+            let body = manifest::clevertap_manifest(&out_name, email, &plan);
+            let name = manifest::manifest_name(&out_name);
+            let publish = || -> Result<String, crate::sink::SinkError> {
+                let mut m = sink.create(&name)?;
+                std::io::Write::write_all(&mut m, &body)
+                    .map_err(|e| crate::sink::SinkError::Io { op: "writing", target: name.clone(), source: e })?;
+                m.commit()
+            };
+            match publish() {
+                Ok(p) => out.manifest = Some(p),
+                Err(e) => {
+                    report.outputs.push(out);
+                    return Err((FileStatus::Error, format!("the CSV was published but its manifest was not: {e}")));
+                }
+            }
+        }
+    }
+    report.outputs.push(out);
+    Ok(())
+}
+
+fn plan_for_manifest(s: &Settings, output_columns: &[String]) -> crate::transform::Plan {
+    use crate::settings::{Action, CtType, Normalize};
+    use crate::transform::{Plan, PlannedColumn};
+    let columns = output_columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let spec = s.schema.columns.iter().find(|c| &c.name == name && c.action != Action::Drop);
+            PlannedColumn {
+                name: name.clone(),
+                input_name: spec.map_or_else(|| name.clone(), |c| c.from.clone()),
+                input_index: i,
+                action: spec.map_or(Action::Keep, |c| c.action),
+                normalize: spec.map_or(Normalize::None, |c| c.normalize),
+                required: false,
+                ct_name: spec.map_or_else(|| name.clone(), |c| c.ct_name.clone()),
+                ct_type: spec.map_or(CtType::String, |c| c.ct_type),
+            }
+        })
+        .collect();
+    Plan { input_width: output_columns.len(), columns, dropped_unknown: Vec::new() }
+}

@@ -1,0 +1,666 @@
+//! Configuration: the TOML file as users write it (`Raw*` structs, serde),
+//! resolved once into a checked [`Settings`] that the core uses.
+//!
+//! Relative paths in the file resolve against the config file's directory.
+//! Precedence: command-line flag > environment (`PIIGATE_KEYRING`) > file.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variable that overrides `[keys] keyring`.
+pub const KEYRING_ENV: &str = "PIIGATE_KEYRING";
+
+/// A configuration error: which file, which key, what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// Config path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown key or wrong type (the message names the key, line and column).
+    #[error("config {path}: {message}")]
+    Parse {
+        /// Config path.
+        path: PathBuf,
+        /// toml/serde message.
+        message: String,
+    },
+    /// A value that parses but is not allowed.
+    #[error("config {path}: {key}: {message}")]
+    Invalid {
+        /// Config path.
+        path: PathBuf,
+        /// The offending key, e.g. `schema.columns[2].normalize`.
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+// ---------------------------------------------------------------- raw TOML
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    keys: RawKeys,
+    source: Option<RawSource>,
+    sink: Option<RawSink>,
+    state: Option<RawState>,
+    csv: Option<RawCsv>,
+    schema: RawSchema,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    keyring: Option<String>,
+    keystore: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    #[serde(rename = "type")]
+    kind: LocationKind,
+    path: String,
+    pattern: Option<String>,
+    archive: Option<String>,
+    quarantine: Option<String>,
+    min_age_seconds: Option<u64>,
+    sftp: Option<RawSftp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    #[serde(rename = "type")]
+    kind: LocationKind,
+    path: String,
+    manifest: Option<ManifestKind>,
+    clevertap_client_email: Option<String>,
+    max_file_bytes: Option<u64>,
+    sftp: Option<RawSftp>,
+    pgp: Option<RawPgp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPgp {
+    #[allow(dead_code)]
+    recipient_key: String,
+    #[allow(dead_code)]
+    key_id: String,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawSftp {
+    host: String,
+    port: Option<u16>,
+    user: String,
+    key_file: Option<String>,
+    known_hosts: String,
+    password_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    dir: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCsv {
+    delimiter: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchema {
+    unknown_columns: Option<UnknownColumns>,
+    max_reject_ratio: Option<f64>,
+    pseudonym_prefix: Option<String>,
+    default_region: Option<String>,
+    columns: Vec<RawColumn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumn {
+    name: String,
+    from: Option<String>,
+    action: Option<Action>,
+    normalize: Option<Normalize>,
+    required: Option<bool>,
+    ct_name: Option<String>,
+    ct_type: Option<CtType>,
+}
+
+// ---------------------------------------------------------------- enums
+
+/// Where a source or sink lives.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LocationKind {
+    /// A folder on this machine.
+    Local,
+    /// A folder on an SFTP server.
+    Sftp,
+}
+
+/// Which manifest accompanies each output CSV.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestKind {
+    /// CleverTap's profile-import manifest (`<stem>.manifest`).
+    Clevertap,
+    /// No manifest.
+    None,
+}
+
+/// What happens to input columns the schema does not name.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownColumns {
+    /// The file fails, naming the column.
+    Reject,
+    /// The column is left out of the output.
+    Drop,
+    /// The column is copied unchanged after the schema's columns.
+    Keep,
+}
+
+/// What a schema column does to its value.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Copied (after normalization).
+    Keep,
+    /// Replaced by a `pg1:` AES-256-GCM token.
+    Encrypt,
+    /// Replaced by the HMAC-SHA256 pseudonym.
+    Pseudonymize,
+    /// Partly hidden, type-aware (email, phone, date, other).
+    Mask,
+    /// Read but not written.
+    Drop,
+}
+
+impl Action {
+    /// Config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Keep => "keep",
+            Action::Encrypt => "encrypt",
+            Action::Pseudonymize => "pseudonymize",
+            Action::Mask => "mask",
+            Action::Drop => "drop",
+        }
+    }
+}
+
+/// How a value is normalized before its action.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalize {
+    /// Trim, Unicode NFC, lowercase.
+    Email,
+    /// E.164 by libphonenumber's rules.
+    Phone,
+    /// Trim whitespace.
+    Trim,
+    /// The bytes as given.
+    #[default]
+    None,
+}
+
+/// CleverTap property data type (upper case, as the import requires).
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+pub enum CtType {
+    /// Text.
+    #[default]
+    #[serde(rename = "STRING")]
+    String,
+    /// 32-bit integer.
+    #[serde(rename = "INTEGER")]
+    Integer,
+    /// Floating point.
+    #[serde(rename = "FLOAT")]
+    Float,
+    /// true / false.
+    #[serde(rename = "BOOLEAN")]
+    Boolean,
+    /// 64-bit integer.
+    #[serde(rename = "LONG")]
+    Long,
+}
+
+// ---------------------------------------------------------------- resolved
+
+/// SFTP connection settings (`[source.sftp]` / `[sink.sftp]`).
+#[derive(Clone, Debug)]
+pub struct SftpSettings {
+    /// Server host name or address.
+    pub host: String,
+    /// TCP port (default 22).
+    pub port: u16,
+    /// Login user.
+    pub user: String,
+    /// Private key file (OpenSSH format), if key authentication is used.
+    pub key_file: Option<PathBuf>,
+    /// known_hosts file the server's host key must match.
+    pub known_hosts: PathBuf,
+    /// Name of the environment variable holding the password, if any.
+    pub password_env: Option<String>,
+}
+
+/// A folder, local or on an SFTP server.
+#[derive(Clone, Debug)]
+pub enum Location {
+    /// A local folder (absolute, or relative to the working directory).
+    Local(PathBuf),
+    /// A remote folder.
+    Sftp(SftpSettings, String),
+}
+
+/// `[source]`.
+#[derive(Clone, Debug)]
+pub struct SourceSettings {
+    /// Inbox folder.
+    pub location: Location,
+    /// Glob that input file names must match.
+    pub pattern: globset::GlobMatcher,
+    /// The pattern as written.
+    pub pattern_text: String,
+    /// Where inputs go after success (same server as the source).
+    pub archive: Option<String>,
+    /// Where inputs go after failure.
+    pub quarantine: Option<String>,
+    /// Files modified more recently than this are left for a later run.
+    pub min_age: Duration,
+}
+
+/// `[sink]`.
+#[derive(Clone, Debug)]
+pub struct SinkSettings {
+    /// Outbox folder.
+    pub location: Location,
+    /// Manifest written after each CSV.
+    pub manifest: ManifestKind,
+    /// `clientEmail` of CleverTap's manifest.
+    pub clevertap_client_email: Option<String>,
+    /// Largest data file in bytes (CleverTap: 5 GB).
+    pub max_file_bytes: u64,
+}
+
+/// One output column of the schema.
+#[derive(Clone, Debug)]
+pub struct ColumnSpec {
+    /// Output header.
+    pub name: String,
+    /// Input header it reads.
+    pub from: String,
+    /// What is done to the value.
+    pub action: Action,
+    /// How the value is normalized first.
+    pub normalize: Normalize,
+    /// An empty value (after normalization) rejects the row.
+    pub required: bool,
+    /// CleverTap property name.
+    pub ct_name: String,
+    /// CleverTap data type.
+    pub ct_type: CtType,
+}
+
+/// `[schema]`.
+#[derive(Clone, Debug)]
+pub struct Schema {
+    /// Policy for columns the schema does not name.
+    pub unknown_columns: UnknownColumns,
+    /// Fraction of rows (0..=1) that may be rejected before the file fails.
+    pub max_reject_ratio: f64,
+    /// Prefix of every pseudonym.
+    pub pseudonym_prefix: String,
+    /// Region for national phone numbers.
+    pub default_region: Option<phonenumber::country::Id>,
+    /// Columns in schema order (output order for non-drop columns).
+    pub columns: Vec<ColumnSpec>,
+}
+
+/// The checked configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The config file.
+    pub config_path: PathBuf,
+    /// Keyring file (flag/env/file precedence applied).
+    pub keyring: PathBuf,
+    /// Whether the keyring path came from `PIIGATE_KEYRING`.
+    pub keyring_from_env: bool,
+    /// Keystore (JSON lines of wrapped data keys).
+    pub keystore: PathBuf,
+    /// `[source]`, if configured.
+    pub source: Option<SourceSettings>,
+    /// `[sink]`, if configured.
+    pub sink: Option<SinkSettings>,
+    /// State folder: lock, ledger, run reports, access log.
+    pub state_dir: PathBuf,
+    /// Input delimiter byte.
+    pub delimiter: u8,
+    /// `[schema]`.
+    pub schema: Schema,
+}
+
+/// CleverTap's limit on one data file, in bytes (5 GB).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 5_000_000_000;
+
+impl Settings {
+    /// Reads and checks the config file at `path`.
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the key and what is allowed.
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SettingsError::Read { path: path.to_owned(), source })?;
+        let env_keyring = std::env::var_os(KEYRING_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
+        Self::from_toml(path, &text, env_keyring)
+    }
+
+    /// Checks config text; `path` names it in errors and anchors relative paths.
+    ///
+    /// # Errors
+    /// [`SettingsError`].
+    pub fn from_toml(path: &Path, text: &str, env_keyring: Option<PathBuf>) -> Result<Self, SettingsError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| SettingsError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() { p.to_owned() } else { base.join(p) }
+        };
+        let invalid = |key: &str, message: String| SettingsError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+
+        let keyring_from_env = env_keyring.is_some();
+        let keyring = match (env_keyring, raw.keys.keyring.as_deref()) {
+            (Some(p), _) => p,
+            (None, Some(p)) => resolve(p),
+            (None, None) => {
+                return Err(invalid(
+                    "keys.keyring",
+                    format!("missing: set [keys] keyring = \"PATH\" or the {KEYRING_ENV} environment variable"),
+                ))
+            }
+        };
+        let state_dir = resolve(raw.state.as_ref().and_then(|s| s.dir.as_deref()).unwrap_or("state"));
+        let keystore = match raw.keys.keystore.as_deref() {
+            Some(p) => resolve(p),
+            None => state_dir.join("data-keys.jsonl"),
+        };
+
+        let location = |section: &str, kind: LocationKind, p: &str, sftp: Option<RawSftp>| -> Result<Location, SettingsError> {
+            match (kind, sftp) {
+                (LocationKind::Local, _) => Ok(Location::Local(resolve(p))),
+                (LocationKind::Sftp, None) => Err(invalid(
+                    &format!("{section}.sftp"),
+                    format!("type = \"sftp\" needs a [{section}.sftp] table with host, user and known_hosts"),
+                )),
+                (LocationKind::Sftp, Some(s)) => {
+                    if s.key_file.is_none() && s.password_env.is_none() {
+                        return Err(invalid(
+                            &format!("{section}.sftp"),
+                            "set key_file (a private key file) or password_env (the name of an environment variable holding the password)".into(),
+                        ));
+                    }
+                    Ok(Location::Sftp(
+                        SftpSettings {
+                            host: s.host,
+                            port: s.port.unwrap_or(22),
+                            user: s.user,
+                            key_file: s.key_file.as_deref().map(resolve),
+                            known_hosts: resolve(&s.known_hosts),
+                            password_env: s.password_env,
+                        },
+                        p.to_owned(),
+                    ))
+                }
+            }
+        };
+
+        let source = match raw.source {
+            None => None,
+            Some(s) => {
+                let pattern_text = s.pattern.unwrap_or_else(|| "*.csv".into());
+                let pattern = globset::GlobBuilder::new(&pattern_text)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| invalid("source.pattern", format!("not a valid glob: {e}")))?
+                    .compile_matcher();
+                let is_sftp = s.kind == LocationKind::Sftp;
+                let folder = |p: Option<String>| p.map(|p| if is_sftp { p } else { resolve(&p).to_string_lossy().into_owned() });
+                Some(SourceSettings {
+                    location: location("source", s.kind, &s.path, s.sftp)?,
+                    pattern,
+                    pattern_text,
+                    archive: folder(s.archive),
+                    quarantine: folder(s.quarantine),
+                    min_age: Duration::from_secs(s.min_age_seconds.unwrap_or(60)),
+                })
+            }
+        };
+
+        let sink = match raw.sink {
+            None => None,
+            Some(s) => {
+                if s.pgp.is_some() {
+                    return Err(invalid(
+                        "sink.pgp",
+                        "OpenPGP-encrypted uploads are not supported by this version of piigate; remove [sink.pgp]".into(),
+                    ));
+                }
+                let manifest = s.manifest.unwrap_or(ManifestKind::Clevertap);
+                if manifest == ManifestKind::Clevertap {
+                    match s.clevertap_client_email.as_deref() {
+                        Some(e) if e.contains('@') => {}
+                        _ => {
+                            return Err(invalid(
+                                "sink.clevertap_client_email",
+                                "manifest = \"clevertap\" needs the address CleverTap mails import results to, e.g. \"ops@example.com\" (or set manifest = \"none\")".into(),
+                            ))
+                        }
+                    }
+                }
+                let max_file_bytes = s.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES);
+                if max_file_bytes < 1024 {
+                    return Err(invalid("sink.max_file_bytes", "must be at least 1024 bytes".into()));
+                }
+                Some(SinkSettings {
+                    location: location("sink", s.kind, &s.path, s.sftp)?,
+                    manifest,
+                    clevertap_client_email: s.clevertap_client_email,
+                    max_file_bytes,
+                })
+            }
+        };
+
+        let delimiter = match raw.csv.and_then(|c| c.delimiter) {
+            None => b',',
+            Some(d) => {
+                let d = if d == "\\t" { "\t".to_owned() } else { d };
+                match d.as_bytes() {
+                    [b] if b.is_ascii() && !matches!(b, b'"' | b'\r' | b'\n') => *b,
+                    _ => {
+                        return Err(invalid(
+                            "csv.delimiter",
+                            "must be one ASCII character other than a quote or line break, e.g. \",\", \";\", \"|\" or \"\\t\"".into(),
+                        ))
+                    }
+                }
+            }
+        };
+
+        let schema = resolve_schema(raw.schema, &invalid)?;
+        Ok(Settings {
+            config_path: path.to_owned(),
+            keyring,
+            keyring_from_env,
+            keystore,
+            source,
+            sink,
+            state_dir,
+            delimiter,
+            schema,
+        })
+    }
+}
+
+fn resolve_schema(
+    raw: RawSchema,
+    invalid: &dyn Fn(&str, String) -> SettingsError,
+) -> Result<Schema, SettingsError> {
+    let max_reject_ratio = raw.max_reject_ratio.unwrap_or(0.01);
+    if !(0.0..=1.0).contains(&max_reject_ratio) || max_reject_ratio.is_nan() {
+        return Err(invalid("schema.max_reject_ratio", "must be a number from 0.0 to 1.0 (e.g. 0.01 for 1%)".into()));
+    }
+    let pseudonym_prefix = raw.pseudonym_prefix.unwrap_or_else(|| "u_".into());
+    if pseudonym_prefix.len() > 64
+        || !pseudonym_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+    {
+        return Err(invalid(
+            "schema.pseudonym_prefix",
+            "must be at most 64 characters of A-Z, a-z, 0-9, '_', '-', '.' or ':'".into(),
+        ));
+    }
+    let default_region = match raw.default_region.as_deref() {
+        None => None,
+        Some(r) => Some(phonenumber::country::Id::from_str(&r.to_ascii_uppercase()).map_err(|_| {
+            invalid("schema.default_region", format!("{r:?} is not an ISO 3166 alpha-2 region code such as \"US\" or \"GB\""))
+        })?),
+    };
+    if raw.columns.is_empty() {
+        return Err(invalid("schema.columns", "at least one [[schema.columns]] entry is needed".into()));
+    }
+    let mut names = HashSet::new();
+    let mut columns = Vec::with_capacity(raw.columns.len());
+    for (i, c) in raw.columns.into_iter().enumerate() {
+        let key = |field: &str| format!("schema.columns[{i}] ({:?}).{field}", c.name);
+        if c.name.trim().is_empty() || c.name.trim() != c.name {
+            return Err(invalid(&key("name"), "must be non-empty with no leading or trailing spaces".into()));
+        }
+        let action = c.action.unwrap_or(Action::Keep);
+        if action != Action::Drop && !names.insert(c.name.clone()) {
+            return Err(invalid(&key("name"), "two output columns have this name; output names must be unique".into()));
+        }
+        let normalize = c.normalize.unwrap_or_default();
+        if normalize == Normalize::Phone && default_region.is_none() {
+            return Err(invalid(
+                &key("normalize"),
+                "normalize = \"phone\" needs [schema] default_region, the ISO 3166 alpha-2 code national numbers are read in (e.g. \"US\")".into(),
+            ));
+        }
+        let ct_type = c.ct_type.unwrap_or_default();
+        if matches!(action, Action::Encrypt | Action::Pseudonymize | Action::Mask) && ct_type != CtType::String {
+            return Err(invalid(
+                &key("ct_type"),
+                format!("a column with action = \"{}\" is always text: use ct_type = \"STRING\" or leave it out", action.as_str()),
+            ));
+        }
+        let from = c.from.unwrap_or_else(|| c.name.clone());
+        columns.push(ColumnSpec {
+            ct_name: c.ct_name.unwrap_or_else(|| c.name.clone()),
+            name: c.name,
+            from,
+            action,
+            normalize,
+            required: c.required.unwrap_or(false),
+            ct_type,
+        });
+    }
+    if columns.iter().all(|c| c.action == Action::Drop) {
+        return Err(invalid("schema.columns", "every column is dropped: at least one must be written".into()));
+    }
+    Ok(Schema {
+        unknown_columns: raw.unknown_columns.unwrap_or(UnknownColumns::Reject),
+        max_reject_ratio,
+        pseudonym_prefix,
+        default_region,
+        columns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[keys]
+keyring = "keys/k.toml"
+[sink]
+type = "local"
+path = "out"
+clevertap_client_email = "ops@example.com"
+[schema]
+default_region = "US"
+[[schema.columns]]
+name = "identity"
+from = "email"
+action = "pseudonymize"
+normalize = "email"
+required = true
+"#;
+
+    fn load(text: &str) -> Result<Settings, SettingsError> {
+        Settings::from_toml(Path::new("/etc/piigate/p.toml"), text, None)
+    }
+
+    #[test]
+    fn resolves_relative_paths_and_defaults() {
+        let s = load(BASE).unwrap();
+        assert_eq!(s.keyring, Path::new("/etc/piigate/keys/k.toml"));
+        assert_eq!(s.keystore, Path::new("/etc/piigate/state/data-keys.jsonl"));
+        assert_eq!(s.delimiter, b',');
+        assert_eq!(s.schema.columns[0].from, "email");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load(&format!("{BASE}\nbogus = 1\n")).err().unwrap().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_action_lists_allowed_values() {
+        let err = load(&BASE.replace("pseudonymize", "hash")).err().unwrap().to_string();
+        assert!(err.contains("hash") && err.contains("encrypt"), "{err}");
+    }
+
+    #[test]
+    fn encrypted_column_must_be_string() {
+        let t = format!("{BASE}\n[[schema.columns]]\nname = \"email\"\naction = \"encrypt\"\nct_type = \"INTEGER\"\n");
+        let err = load(&t).err().unwrap().to_string();
+        assert!(err.contains("ct_type"), "{err}");
+    }
+
+    #[test]
+    fn lower_case_ct_type_is_refused() {
+        let t = format!("{BASE}\n[[schema.columns]]\nname = \"n\"\nct_type = \"string\"\n");
+        assert!(load(&t).is_err());
+    }
+
+    #[test]
+    fn tab_delimiter() {
+        let s = load(&format!("{BASE}\n[csv]\ndelimiter = \"\\t\"\n")).unwrap();
+        assert_eq!(s.delimiter, b'\t');
+    }
+}

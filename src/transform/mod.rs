@@ -1,0 +1,341 @@
+//! The transform: header resolution against the schema ([`Plan`]) and the
+//! per-record work (normalize, keep / encrypt / pseudonymize / mask / drop).
+//! Pure CPU, no I/O; [`engine`] drives it over a stream.
+
+pub mod engine;
+pub mod mask;
+pub mod normalize;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use csv::ByteRecord;
+
+use crate::crypto::aead::DataKey;
+use crate::crypto::prf::Pseudonymizer;
+use crate::settings::{Action, CtType, Normalize, Schema, UnknownColumns};
+
+/// A header that does not fit the schema. Names columns, never values.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The file has no header line.
+    #[error("the file is empty: expected a header line")]
+    Empty,
+    /// A header cell is not UTF-8.
+    #[error("header column {0} is not valid UTF-8")]
+    InvalidUtf8(usize),
+    /// Two header cells have the same name.
+    #[error("duplicate column {name:?} in the header (columns {first} and {second}); header names must be unique")]
+    Duplicate {
+        /// The name.
+        name: String,
+        /// 1-based column of the first.
+        first: usize,
+        /// 1-based column of the second.
+        second: usize,
+    },
+    /// Columns the schema does not name, with `unknown_columns = "reject"`.
+    #[error("unknown column{} {} not named in [[schema.columns]]; add an entry for each (action = \"drop\" to discard it) or set [schema] unknown_columns = \"drop\"", if .0.len() > 1 { "s" } else { "" }, list(.0))]
+    Unknown(Vec<(String, usize)>),
+    /// Configured input columns missing from the header.
+    #[error("missing column{} {}: the schema reads {} but the header does not have {}", if .0.len() > 1 { "s" } else { "" }, .0.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", "), if .0.len() > 1 { "them" } else { "it" }, if .0.len() > 1 { "them" } else { "it" })]
+    Missing(Vec<String>),
+}
+
+fn list(cols: &[(String, usize)]) -> String {
+    cols.iter().map(|(n, i)| format!("{n:?} (column {i})")).collect::<Vec<_>>().join(", ")
+}
+
+/// Why a row was rejected. Names the column, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RejectReason {
+    /// The row has a different number of fields than the header.
+    WrongFieldCount {
+        /// Fields in the header.
+        expected: usize,
+        /// Fields in the row.
+        found: usize,
+    },
+    /// A transformed cell is not valid UTF-8.
+    InvalidUtf8 {
+        /// Input column name.
+        column: String,
+        /// 1-based input column number.
+        index: usize,
+    },
+    /// A required cell is empty.
+    RequiredEmpty {
+        /// Input column name.
+        column: String,
+        /// 1-based input column number.
+        index: usize,
+    },
+    /// A phone cell is not a possible phone number.
+    NotAPhone {
+        /// Input column name.
+        column: String,
+        /// 1-based input column number.
+        index: usize,
+    },
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::WrongFieldCount { expected, found } => {
+                write!(f, "{found} fields where the header has {expected}")
+            }
+            RejectReason::InvalidUtf8 { column, index } => write!(f, "column {column:?} (column {index}): not valid UTF-8"),
+            RejectReason::RequiredEmpty { column, index } => {
+                write!(f, "column {column:?} (column {index}): required value is empty")
+            }
+            RejectReason::NotAPhone { column, index } => {
+                write!(f, "column {column:?} (column {index}): not a possible phone number")
+            }
+        }
+    }
+}
+
+/// A rejected row: its 1-based physical starting line and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reject {
+    /// 1-based line of the input where the record starts (header = line 1).
+    pub line: u64,
+    /// Why.
+    #[serde(flatten)]
+    pub reason: RejectReason,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// One output (or checked-only) column, resolved against a header.
+#[derive(Debug, Clone)]
+pub struct PlannedColumn {
+    /// Output name.
+    pub name: String,
+    /// Input name.
+    pub input_name: String,
+    /// 0-based input index.
+    pub input_index: usize,
+    /// Action (`Drop` columns are only checked, not written).
+    pub action: Action,
+    /// Normalization.
+    pub normalize: Normalize,
+    /// Empty rejects the row.
+    pub required: bool,
+    /// CleverTap property name.
+    pub ct_name: String,
+    /// CleverTap type.
+    pub ct_type: CtType,
+}
+
+/// The schema resolved against one file's header.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Fields in the input header.
+    pub input_width: usize,
+    /// Columns in output order, `Drop` ones included (they are skipped when writing).
+    pub columns: Vec<PlannedColumn>,
+    /// Unknown input columns left out (`unknown_columns = "drop"`).
+    pub dropped_unknown: Vec<String>,
+}
+
+impl Plan {
+    /// Resolves `schema` against `header`.
+    ///
+    /// # Errors
+    /// [`HeaderError`] for duplicates, unknown columns (policy `reject`) and
+    /// missing columns.
+    pub fn new(schema: &Schema, header: &ByteRecord) -> Result<Self, HeaderError> {
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut names = Vec::with_capacity(header.len());
+        for (i, raw) in header.iter().enumerate() {
+            let name = std::str::from_utf8(raw).map_err(|_| HeaderError::InvalidUtf8(i + 1))?.trim();
+            if let Some(&first) = index.get(name) {
+                return Err(HeaderError::Duplicate { name: name.to_owned(), first: first + 1, second: i + 1 });
+            }
+            index.insert(name, i);
+            names.push(name);
+        }
+        let mut missing = Vec::new();
+        let mut columns = Vec::new();
+        let mut named = vec![false; names.len()];
+        for c in &schema.columns {
+            match index.get(c.from.as_str()) {
+                None => {
+                    if !missing.contains(&c.from) {
+                        missing.push(c.from.clone())
+                    }
+                }
+                Some(&i) => {
+                    named[i] = true;
+                    columns.push(PlannedColumn {
+                        name: c.name.clone(),
+                        input_name: c.from.clone(),
+                        input_index: i,
+                        action: c.action,
+                        normalize: c.normalize,
+                        required: c.required,
+                        ct_name: c.ct_name.clone(),
+                        ct_type: c.ct_type,
+                    });
+                }
+            }
+        }
+        let unknown: Vec<(String, usize)> =
+            names.iter().enumerate().filter(|(i, _)| !named[*i]).map(|(i, n)| (n.to_string(), i + 1)).collect();
+        let mut dropped_unknown = Vec::new();
+        if !unknown.is_empty() {
+            match schema.unknown_columns {
+                UnknownColumns::Reject => return Err(HeaderError::Unknown(unknown)),
+                UnknownColumns::Drop => dropped_unknown = unknown.into_iter().map(|(n, _)| n).collect(),
+                UnknownColumns::Keep => {
+                    for (n, i) in unknown {
+                        columns.push(PlannedColumn {
+                            name: n.clone(),
+                            input_name: n.clone(),
+                            input_index: i - 1,
+                            action: Action::Keep,
+                            normalize: Normalize::None,
+                            required: false,
+                            ct_name: n,
+                            ct_type: CtType::String,
+                        });
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(HeaderError::Missing(missing));
+        }
+        Ok(Self { input_width: names.len(), columns, dropped_unknown })
+    }
+
+    /// Output header names, in order.
+    pub fn output_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().filter(|c| c.action != Action::Drop).map(|c| c.name.as_str())
+    }
+
+    /// Number of `encrypt` output columns.
+    pub fn encrypt_columns(&self) -> usize {
+        self.columns.iter().filter(|c| c.action == Action::Encrypt).count()
+    }
+}
+
+/// The per-record transform for one file; shared by worker threads.
+pub struct Transformer {
+    plan: Plan,
+    pseudonymizer: Pseudonymizer,
+    prefix: String,
+    region: Option<phonenumber::country::Id>,
+}
+
+/// The result of transforming one chunk of records.
+#[derive(Default)]
+pub struct ChunkOutput {
+    /// Output CSV bytes (RFC 4180, comma-separated) for the accepted rows.
+    pub bytes: Vec<u8>,
+    /// Rows in.
+    pub rows: u64,
+    /// Rows written.
+    pub written: u64,
+    /// Rejected rows.
+    pub rejects: Vec<Reject>,
+    /// Values encrypted.
+    pub encrypted: u64,
+}
+
+impl Transformer {
+    /// Builds the transform for `plan`.
+    pub fn new(plan: Plan, pseudonymizer: Pseudonymizer, schema: &Schema) -> Self {
+        Self { plan, pseudonymizer, prefix: schema.pseudonym_prefix.clone(), region: schema.default_region }
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Transforms `records` with data key `key`.
+    pub fn transform_chunk(&self, records: &[ByteRecord], key: &DataKey) -> ChunkOutput {
+        let mut out = ChunkOutput { bytes: Vec::with_capacity(records.len() * 256), ..Default::default() };
+        let mut row = ByteRecord::with_capacity(1024, self.plan.columns.len());
+        let mut cell = Vec::with_capacity(256);
+        let mut scratch = Vec::with_capacity(256);
+        {
+            let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(&mut out.bytes);
+            for rec in records {
+                out.rows += 1;
+                row.clear();
+                match self.transform_record(rec, key, &mut row, &mut cell, &mut scratch, &mut out.encrypted) {
+                    Ok(()) => {
+                        // Writing to a Vec cannot fail.
+                        let _ = w.write_byte_record(&row);
+                        out.written += 1;
+                    }
+                    Err(reason) => {
+                        let line = rec.position().map_or(0, |p| p.line());
+                        out.rejects.push(Reject { line, message: reason.to_string(), reason });
+                    }
+                }
+            }
+            let _ = w.flush();
+        }
+        out
+    }
+
+    fn transform_record(
+        &self,
+        rec: &ByteRecord,
+        key: &DataKey,
+        row: &mut ByteRecord,
+        cell: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        encrypted: &mut u64,
+    ) -> Result<(), RejectReason> {
+        if rec.len() != self.plan.input_width {
+            return Err(RejectReason::WrongFieldCount { expected: self.plan.input_width, found: rec.len() });
+        }
+        for c in &self.plan.columns {
+            let raw = &rec[c.input_index];
+            if c.action == Action::Drop && !c.required {
+                continue;
+            }
+            if c.action == Action::Keep && c.normalize == Normalize::None {
+                if c.required && raw.iter().all(u8::is_ascii_whitespace) {
+                    return Err(RejectReason::RequiredEmpty { column: c.input_name.clone(), index: c.input_index + 1 });
+                }
+                row.push_field(raw);
+                continue;
+            }
+            let text = std::str::from_utf8(raw)
+                .map_err(|_| RejectReason::InvalidUtf8 { column: c.input_name.clone(), index: c.input_index + 1 })?;
+            let value = normalize::normalize(c.normalize, text, self.region)
+                .map_err(|_| RejectReason::NotAPhone { column: c.input_name.clone(), index: c.input_index + 1 })?;
+            if c.required && value.trim().is_empty() {
+                return Err(RejectReason::RequiredEmpty { column: c.input_name.clone(), index: c.input_index + 1 });
+            }
+            cell.clear();
+            match c.action {
+                Action::Drop => continue,
+                Action::Keep => cell.extend_from_slice(value.as_bytes()),
+                Action::Encrypt => {
+                    if !value.is_empty() {
+                        key.encrypt_token_into(c.name.as_bytes(), value.as_bytes(), scratch, cell);
+                        *encrypted += 1;
+                    }
+                }
+                Action::Pseudonymize => {
+                    if !value.is_empty() {
+                        cell.extend_from_slice(self.prefix.as_bytes());
+                        self.pseudonymizer.pseudonym_into(value.as_bytes(), cell);
+                    }
+                }
+                Action::Mask => cell.extend_from_slice(mask::mask(&value, c.normalize).as_bytes()),
+            }
+            row.push_field(cell);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests: the real `piigate` binary on real files.
+
+mod workdir;
