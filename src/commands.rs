@@ -70,18 +70,29 @@ fn load_keyring(path: &Path) -> Result<Keyring, CommandError> {
         );
     }
     if let Some(mode) = ring.loose_permissions() {
-        warn!("keyring {} has mode {mode:o}: others can read it; run `chmod 600 {}`", path.display(), path.display());
+        warn!(
+            "keyring {} has mode {mode:o}: others can read it; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
     }
     Ok(ring)
 }
 
 fn keygen(path: &Path) -> CmdResult {
     let mut ring = Keyring::generate(path);
-    if path.file_name().is_some_and(|n| n.to_string_lossy().contains("DEMO")) {
+    if path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("DEMO"))
+    {
         ring.set_demo(true);
     }
     ring.create_new().map_err(usage)?;
-    info!("created keyring {} (mode 0600) with KEK {}", path.display(), ring.active().0);
+    info!(
+        "created keyring {} (mode 0600) with KEK {}",
+        path.display(),
+        ring.active().0
+    );
     Ok(ExitStatus::Ok)
 }
 
@@ -89,7 +100,10 @@ fn rotate(path: &Path) -> CmdResult {
     let mut ring = load_keyring(path)?;
     let id = ring.rotate();
     ring.save().map_err(usage)?;
-    info!("keyring {}: new active KEK {id}; earlier KEKs are kept for decryption", path.display());
+    info!(
+        "keyring {}: new active KEK {id}; earlier KEKs are kept for decryption",
+        path.display()
+    );
     Ok(ExitStatus::Ok)
 }
 
@@ -130,20 +144,34 @@ fn log_file(r: &FileReport) {
                 r.input, r.rows_read, r.rows_written, r.rows_rejected, out
             );
         }
-        _ => error!(file = %r.input, status = ?r.status, "{}: {}", r.input, r.error.as_deref().unwrap_or("failed")),
+        _ => {
+            error!(file = %r.input, status = ?r.status, "{}: {}", r.input, r.error.as_deref().unwrap_or("failed"))
+        }
     }
 }
 
-fn process_cmd(config: &Path, output: Option<PathBuf>, jobs: Option<usize>, files: &[PathBuf], bars: bool) -> CmdResult {
+fn process_cmd(
+    config: &Path,
+    output: Option<PathBuf>,
+    jobs: Option<usize>,
+    files: &[PathBuf],
+    bars: bool,
+) -> CmdResult {
     let settings = load_settings(config)?;
     let keyring = load_keyring(&settings.keyring)?;
     let sink: Box<dyn Sink> = match (output, settings.sink.as_ref().map(|s| &s.location)) {
         (Some(dir), _) => Box::new(LocalSink::new(dir)),
         (None, Some(Location::Local(dir))) => Box::new(LocalSink::new(dir.clone())),
         (None, Some(Location::Sftp(..))) => {
-            return Err(usage(anyhow!("the configured [sink] is SFTP; `process` writes locally: pass -o DIR")))
+            return Err(usage(anyhow!(
+                "the configured [sink] is SFTP; `process` writes locally: pass -o DIR"
+            )))
         }
-        (None, None) => return Err(usage(anyhow!("no output folder: pass -o DIR or configure [sink]"))),
+        (None, None) => {
+            return Err(usage(anyhow!(
+                "no output folder: pass -o DIR or configure [sink]"
+            )))
+        }
     };
     let (pool, threads) = build_pool(jobs)?;
     let cancel = cancel_flag();
@@ -180,26 +208,39 @@ fn process_cmd(config: &Path, output: Option<PathBuf>, jobs: Option<usize>, file
                 }
                 let r = process_local_file(&ctx, path, &*sink);
                 log_file(&r);
-                results.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((i, r));
             });
         }
     });
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(i, _)| *i);
     let files_reports: Vec<FileReport> = results.into_iter().map(|(_, r)| r).collect();
-    let bad = files_reports.iter().filter(|r| r.status != FileStatus::Ok).count();
+    let bad = files_reports
+        .iter()
+        .filter(|r| r.status != FileStatus::Ok)
+        .count();
     let total = files.len();
     let run = RunReport {
-        run_id: format!("{}-process-{}", report::compact_timestamp(started), DekId::generate()),
+        run_id: format!(
+            "{}-process-{}",
+            report::compact_timestamp(started),
+            DekId::generate()
+        ),
         command: "process".into(),
         started: started_text,
         finished: report::now_rfc3339(),
         version: env!("CARGO_PKG_VERSION").into(),
         files: files_reports,
     };
-    let report_path = run
-        .write(&settings.state_dir)
-        .map_err(|e| failed(anyhow!("cannot write the run report under {}: {e}", settings.state_dir.display())))?;
+    let report_path = run.write(&settings.state_dir).map_err(|e| {
+        failed(anyhow!(
+            "cannot write the run report under {}: {e}",
+            settings.state_dir.display()
+        ))
+    })?;
     let skipped = total - run.files.len();
     info!(
         files = total,
@@ -211,12 +252,19 @@ fn process_cmd(config: &Path, output: Option<PathBuf>, jobs: Option<usize>, file
         if skipped > 0 { format!(", {skipped} not started (interrupted)") } else { String::new() },
         report_path.display()
     );
-    Ok(if bad > 0 || skipped > 0 { ExitStatus::FilesFailed } else { ExitStatus::Ok })
+    Ok(if bad > 0 || skipped > 0 {
+        ExitStatus::FilesFailed
+    } else {
+        ExitStatus::Ok
+    })
 }
 
 fn process_local_file(ctx: &Context<'_>, path: &Path, sink: &dyn Sink) -> FileReport {
     let display = path.display().to_string();
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| display.clone());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| display.clone());
     match std::fs::File::open(path) {
         Ok(f) => {
             let size = f.metadata().ok().map(|m| m.len());
@@ -240,7 +288,10 @@ struct KeyCache<'a> {
 impl KeyCache<'_> {
     fn get(&mut self, id: &DekId) -> anyhow::Result<&DataKey> {
         if !self.keys.contains_key(id) {
-            let rec = self.records.get(id.as_str()).ok_or_else(|| anyhow!("data key {id} is not in the keystore"))?;
+            let rec = self
+                .records
+                .get(id.as_str())
+                .ok_or_else(|| anyhow!("data key {id} is not in the keystore"))?;
             let key = keystore::unwrap_record(self.ring, rec)?;
             self.keys.insert(*id, key);
         }
@@ -248,24 +299,52 @@ impl KeyCache<'_> {
     }
 }
 
-fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Path, output: &Path) -> CmdResult {
+fn decrypt(
+    config: &Path,
+    reason: &str,
+    columns: Option<Vec<String>>,
+    file: &Path,
+    output: &Path,
+) -> CmdResult {
     if reason.trim().is_empty() {
-        return Err(usage(anyhow!("--reason must say why the values are needed; it is recorded in the access log")));
+        return Err(usage(anyhow!(
+            "--reason must say why the values are needed; it is recorded in the access log"
+        )));
     }
     let settings = load_settings(config)?;
     let keyring = load_keyring(&settings.keyring)?;
     let records = keystore::load(&settings.keystore).map_err(usage)?;
-    let mut cache = KeyCache { ring: &keyring, records, keys: HashMap::new() };
+    let mut cache = KeyCache {
+        ring: &keyring,
+        records,
+        keys: HashMap::new(),
+    };
 
-    let input = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display())).map_err(usage)?;
-    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
+    let input = std::fs::File::open(file)
+        .with_context(|| format!("cannot open {}", file.display()))
+        .map_err(usage)?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input);
     let mut header = csv::ByteRecord::new();
-    if !rdr.read_byte_record(&mut header).map_err(|e| failed(anyhow!("{}: {e}", file.display())))? {
+    if !rdr
+        .read_byte_record(&mut header)
+        .map_err(|e| failed(anyhow!("{}: {e}", file.display())))?
+    {
         return Err(failed(anyhow!("{}: empty file", file.display())));
     }
-    let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
-    let encrypted: Vec<&str> =
-        settings.schema.columns.iter().filter(|c| c.action == Action::Encrypt).map(|c| c.name.as_str()).collect();
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).into_owned())
+        .collect();
+    let encrypted: Vec<&str> = settings
+        .schema
+        .columns
+        .iter()
+        .filter(|c| c.action == Action::Encrypt)
+        .map(|c| c.name.as_str())
+        .collect();
     let wanted: Vec<String> = match columns {
         Some(cols) => {
             for c in &cols {
@@ -280,8 +359,12 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
         }
         None => encrypted.iter().map(|s| s.to_string()).collect(),
     };
-    let targets: Vec<(usize, String)> =
-        names.iter().enumerate().filter(|(_, n)| wanted.contains(n)).map(|(i, n)| (i, n.clone())).collect();
+    let targets: Vec<(usize, String)> = names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| wanted.contains(n))
+        .map(|(i, n)| (i, n.clone()))
+        .collect();
     if targets.is_empty() {
         return Err(failed(anyhow!(
             "{}: none of the columns {} is in the header; is this a piigate output of this schema?",
@@ -289,23 +372,41 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
             wanted.join(", ")
         )));
     }
-    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = output
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if output.exists() {
-        return Err(usage(anyhow!("{} already exists; choose a new output path", output.display())));
+        return Err(usage(anyhow!(
+            "{} already exists; choose a new output path",
+            output.display()
+        )));
     }
     let tmp = tempfile::Builder::new()
-        .prefix(&format!("{}.", output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()))
+        .prefix(&format!(
+            "{}.",
+            output
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ))
         .suffix(".partial")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))
         .map_err(usage)?;
-    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(tmp.reopen().map_err(|e| failed(anyhow!(e)))?));
-    w.write_byte_record(&header).map_err(|e| failed(anyhow!(e)))?;
+    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(
+        tmp.reopen().map_err(|e| failed(anyhow!(e)))?,
+    ));
+    w.write_byte_record(&header)
+        .map_err(|e| failed(anyhow!(e)))?;
     let mut rec = csv::ByteRecord::new();
     let mut out = csv::ByteRecord::new();
     let mut values = 0u64;
-    while rdr.read_byte_record(&mut rec).map_err(|e| failed(anyhow!("{}: {e}", file.display())))? {
+    while rdr
+        .read_byte_record(&mut rec)
+        .map_err(|e| failed(anyhow!("{}: {e}", file.display())))?
+    {
         let line = rec.position().map_or(0, |p| p.line());
         out.clear();
         for (i, field) in rec.iter().enumerate() {
@@ -315,7 +416,12 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
                         let (id, payload) = aead::parse_token(field)?;
                         Ok(cache.get(&id)?.decrypt_payload(col.as_bytes(), &payload)?)
                     })()
-                    .map_err(|e| failed(anyhow!("{} line {line}, column {col:?}: {e:#}", file.display())))?;
+                    .map_err(|e| {
+                        failed(anyhow!(
+                            "{} line {line}, column {col:?}: {e:#}",
+                            file.display()
+                        ))
+                    })?;
                     values += 1;
                     out.push_field(&plain);
                 }
@@ -324,8 +430,14 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
         }
         w.write_byte_record(&out).map_err(|e| failed(anyhow!(e)))?;
     }
-    let inner = w.into_inner().map_err(|e| failed(anyhow!("{}", e.error())))?;
-    inner.into_inner().map_err(|e| failed(anyhow!("{}", e.error())))?.sync_all().map_err(|e| failed(anyhow!(e)))?;
+    let inner = w
+        .into_inner()
+        .map_err(|e| failed(anyhow!("{}", e.error())))?;
+    inner
+        .into_inner()
+        .map_err(|e| failed(anyhow!("{}", e.error())))?
+        .sync_all()
+        .map_err(|e| failed(anyhow!(e)))?;
     accesslog::append(
         &settings.state_dir,
         accesslog::Access {
@@ -336,8 +448,13 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
             reason,
         },
     )
-    .map_err(|e| failed(anyhow!("not decrypted: the access log could not be written: {e}")))?;
-    tmp.persist_noclobber(output).map_err(|e| failed(anyhow!("cannot write {}: {}", output.display(), e.error)))?;
+    .map_err(|e| {
+        failed(anyhow!(
+            "not decrypted: the access log could not be written: {e}"
+        ))
+    })?;
+    tmp.persist_noclobber(output)
+        .map_err(|e| failed(anyhow!("cannot write {}: {}", output.display(), e.error)))?;
     info!(
         "decrypted {values} values in {} column(s) of {} into {} (logged in the access log)",
         targets.len(),
@@ -356,7 +473,11 @@ fn pseudonym(config: &Path, column: Option<&str>, reason: &str, value: &str) -> 
             .columns
             .iter()
             .find(|s| s.name == c && s.action == Action::Pseudonymize)
-            .ok_or_else(|| usage(anyhow!("--column {c:?} is not a pseudonymize column of the schema")))?,
+            .ok_or_else(|| {
+                usage(anyhow!(
+                    "--column {c:?} is not a pseudonymize column of the schema"
+                ))
+            })?,
         None => settings
             .schema
             .columns
@@ -366,7 +487,10 @@ fn pseudonym(config: &Path, column: Option<&str>, reason: &str, value: &str) -> 
     };
     let mut owned = String::new();
     let raw = if value == "-" {
-        std::io::stdin().lock().read_line(&mut owned).map_err(|e| usage(anyhow!("reading stdin: {e}")))?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut owned)
+            .map_err(|e| usage(anyhow!("reading stdin: {e}")))?;
         owned.trim_end_matches(['\r', '\n'])
     } else {
         value
@@ -376,12 +500,23 @@ fn pseudonym(config: &Path, column: Option<&str>, reason: &str, value: &str) -> 
     if normalized.is_empty() {
         return Err(usage(anyhow!("the value is empty after normalization")));
     }
-    let p = Pseudonymizer::new(keyring.pseudonym_key()).pseudonym(&settings.schema.pseudonym_prefix, normalized.as_bytes());
+    let p = Pseudonymizer::new(keyring.pseudonym_key())
+        .pseudonym(&settings.schema.pseudonym_prefix, normalized.as_bytes());
     accesslog::append(
         &settings.state_dir,
-        accesslog::Access { action: "pseudonym", file: None, columns: vec![spec.name.clone()], values: 1, reason },
+        accesslog::Access {
+            action: "pseudonym",
+            file: None,
+            columns: vec![spec.name.clone()],
+            values: 1,
+            reason,
+        },
     )
-    .map_err(|e| failed(anyhow!("not computed: the access log could not be written: {e}")))?;
+    .map_err(|e| {
+        failed(anyhow!(
+            "not computed: the access log could not be written: {e}"
+        ))
+    })?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{p}").map_err(|e| failed(anyhow!(e)))?;
     Ok(ExitStatus::Ok)
@@ -391,13 +526,14 @@ fn verify_log(config: &Path) -> CmdResult {
     let settings = load_settings(config)?;
     match accesslog::verify(&settings.state_dir) {
         Ok(n) => {
-            info!("access log {}: {n} entries, chain intact", settings.state_dir.join(accesslog::LOG_FILE).display());
+            info!(
+                "access log {}: {n} entries, chain intact",
+                settings.state_dir.join(accesslog::LOG_FILE).display()
+            );
             Ok(ExitStatus::Ok)
         }
         Err(e @ accesslog::AccessLogError::Tampered { .. }) => Err(failed(e)),
-        Err(e) => {
-            bail_usage(e)
-        }
+        Err(e) => bail_usage(e),
     }
 }
 

@@ -29,7 +29,11 @@ pub struct KeystoreKeys<'a> {
 impl<'a> KeystoreKeys<'a> {
     /// Keys wrapped by `keyring`, recorded in the keystore at `path`.
     pub fn new(keyring: &'a Keyring, path: PathBuf) -> Self {
-        Self { keyring, path, lock: Mutex::new(()) }
+        Self {
+            keyring,
+            path,
+            lock: Mutex::new(()),
+        }
     }
 }
 
@@ -105,9 +109,19 @@ fn run(
     report: &mut FileReport,
 ) -> Result<(), (FileStatus, String)> {
     let s = ctx.settings;
-    let first = ctx.keys.fresh_key().map_err(|e| (FileStatus::Error, format!("data key: {e}")))?;
-    let out_name = format!("{}-{}-{}.csv", stem_of(file_name), ctx.timestamp, first.0.id());
-    let mut pending = sink.create(&out_name).map_err(|e| (FileStatus::Error, e.to_string()))?;
+    let first = ctx
+        .keys
+        .fresh_key()
+        .map_err(|e| (FileStatus::Error, format!("data key: {e}")))?;
+    let out_name = format!(
+        "{}-{}-{}.csv",
+        stem_of(file_name),
+        ctx.timestamp,
+        first.0.id()
+    );
+    let mut pending = sink
+        .create(&out_name)
+        .map_err(|e| (FileStatus::Error, e.to_string()))?;
     let job = FileJob {
         schema: &s.schema,
         delimiter: s.delimiter,
@@ -136,13 +150,23 @@ fn run(
     report.rows_rejected = outcome.rejects.len() as u64;
     report.values_encrypted = outcome.values_encrypted;
     report.data_keys = outcome.data_keys.clone();
-    report.rejects = outcome.rejects.iter().take(MAX_LISTED_REJECTS).cloned().collect();
+    report.rejects = outcome
+        .rejects
+        .iter()
+        .take(MAX_LISTED_REJECTS)
+        .cloned()
+        .collect();
 
     let rejected = outcome.rejects.len() as u64;
     if rejected > 0 {
         let ratio = rejected as f64 / outcome.rows_read.max(1) as f64;
         if ratio > s.schema.max_reject_ratio {
-            let lines: Vec<String> = outcome.rejects.iter().take(5).map(|r| format!("line {}: {}", r.line, r.message)).collect();
+            let lines: Vec<String> = outcome
+                .rejects
+                .iter()
+                .take(5)
+                .map(|r| format!("line {}: {}", r.line, r.message))
+                .collect();
             return Err((
                 FileStatus::Failed,
                 format!(
@@ -156,7 +180,9 @@ fn run(
         }
     }
 
-    let published = pending.commit().map_err(|e| (FileStatus::Error, e.to_string()))?;
+    let published = pending
+        .commit()
+        .map_err(|e| (FileStatus::Error, e.to_string()))?;
     let mut out = OutputReport {
         path: published,
         bytes: outcome.output_bytes,
@@ -166,22 +192,33 @@ fn run(
     };
     if let Some(sink_settings) = &s.sink {
         if sink_settings.manifest == ManifestKind::Clevertap {
-            let email = sink_settings.clevertap_client_email.as_deref().unwrap_or_default();
+            let email = sink_settings
+                .clevertap_client_email
+                .as_deref()
+                .unwrap_or_default();
             // The plan is rebuilt from the output header, which the engine checked.
             let plan = plan_for_manifest(s, &outcome.columns);
             let body = manifest::clevertap_manifest(&out_name, email, &plan);
             let name = manifest::manifest_name(&out_name);
             let publish = || -> Result<String, crate::sink::SinkError> {
                 let mut m = sink.create(&name)?;
-                std::io::Write::write_all(&mut m, &body)
-                    .map_err(|e| crate::sink::SinkError::Io { op: "writing", target: name.clone(), source: e })?;
+                std::io::Write::write_all(&mut m, &body).map_err(|e| {
+                    crate::sink::SinkError::Io {
+                        op: "writing",
+                        target: name.clone(),
+                        source: e,
+                    }
+                })?;
                 m.commit()
             };
             match publish() {
                 Ok(p) => out.manifest = Some(p),
                 Err(e) => {
                     report.outputs.push(out);
-                    return Err((FileStatus::Error, format!("the CSV was published but its manifest was not: {e}")));
+                    return Err((
+                        FileStatus::Error,
+                        format!("the CSV was published but its manifest was not: {e}"),
+                    ));
                 }
             }
         }
@@ -197,7 +234,11 @@ fn plan_for_manifest(s: &Settings, output_columns: &[String]) -> crate::transfor
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let spec = s.schema.columns.iter().find(|c| &c.name == name && c.action != Action::Drop);
+            let spec = s
+                .schema
+                .columns
+                .iter()
+                .find(|c| &c.name == name && c.action != Action::Drop);
             PlannedColumn {
                 name: name.clone(),
                 input_name: spec.map_or_else(|| name.clone(), |c| c.from.clone()),
@@ -210,5 +251,9 @@ fn plan_for_manifest(s: &Settings, output_columns: &[String]) -> crate::transfor
             }
         })
         .collect();
-    Plan { input_width: output_columns.len(), columns, dropped_unknown: Vec::new() }
+    Plan {
+        input_width: output_columns.len(),
+        columns,
+        dropped_unknown: Vec::new(),
+    }
 }

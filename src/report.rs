@@ -121,7 +121,10 @@ impl RunReport {
         let dir = state_dir.join("runs");
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.json", self.run_id));
-        let mut tmp = tempfile::Builder::new().prefix(".run.").suffix(".partial").tempfile_in(&dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".run.")
+            .suffix(".partial")
+            .tempfile_in(&dir)?;
         serde_json::to_writer_pretty(&mut tmp, self).map_err(std::io::Error::other)?;
         std::io::Write::write_all(&mut tmp, b"\n")?;
         tmp.as_file().sync_all()?;
@@ -133,14 +136,22 @@ impl RunReport {
 /// Receives progress; the CLI implements it with indicatif.
 pub trait Reporter: Sync {
     /// A file starts; `total_bytes` when known.
-    fn file_started(&self, name: &str, total_bytes: Option<u64>) -> Box<dyn crate::transform::engine::FileProgress + '_>;
+    fn file_started(
+        &self,
+        name: &str,
+        total_bytes: Option<u64>,
+    ) -> Box<dyn crate::transform::engine::FileProgress + '_>;
 }
 
 /// A reporter that shows nothing.
 pub struct Silent;
 
 impl Reporter for Silent {
-    fn file_started(&self, _: &str, _: Option<u64>) -> Box<dyn crate::transform::engine::FileProgress + '_> {
+    fn file_started(
+        &self,
+        _: &str,
+        _: Option<u64>,
+    ) -> Box<dyn crate::transform::engine::FileProgress + '_> {
         Box::new(())
     }
 }

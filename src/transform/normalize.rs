@@ -77,6 +77,15 @@ fn phone(value: &str, region: Option<country::Id>) -> Result<Cow<'static, str>, 
         return Ok(Cow::Borrowed(""));
     }
     let main = strip_extension(v);
+    // "+44 (0)20 ..." writes the national trunk prefix in brackets inside an
+    // international number; it is not part of the number.
+    let owned;
+    let main = if main.starts_with('+') && main.contains("(0)") {
+        owned = main.replacen("(0)", "", 1);
+        owned.as_str()
+    } else {
+        main
+    };
     // Only digits and the usual punctuation; '+' only in front. This refuses
     // spreadsheet damage such as 4.47701E+11 and vanity letters.
     let mut digits = 0usize;
@@ -92,14 +101,18 @@ fn phone(value: &str, region: Option<country::Id>) -> Result<Cow<'static, str>, 
         return Err(NormalizeError::NotAPhone);
     }
     let number = phonenumber::parse(region, main).map_err(|_| NormalizeError::NotAPhone)?;
-    let meta = number.metadata(&phonenumber::metadata::DATABASE).ok_or(NormalizeError::NotAPhone)?;
+    let meta = number
+        .metadata(&phonenumber::metadata::DATABASE)
+        .ok_or(NormalizeError::NotAPhone)?;
     let national = number.national();
     let len = national.value().to_string().len() + national.zeros() as usize;
     let possible = meta.descriptors().general().possible_length();
     if !possible.is_empty() && !possible.contains(&(len as u16)) {
         return Err(NormalizeError::NotAPhone);
     }
-    Ok(Cow::Owned(number.format().mode(phonenumber::Mode::E164).to_string()))
+    Ok(Cow::Owned(
+        number.format().mode(phonenumber::Mode::E164).to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -114,7 +127,10 @@ mod tests {
     #[test]
     fn emails_fold_case_space_and_nfc() {
         assert_eq!(email("Ana.Test@Example.TEST "), "ana.test@example.test");
-        assert_eq!(email("zo\u{65}\u{308}@example.test"), email("zo\u{eb}@example.test"));
+        assert_eq!(
+            email("zo\u{65}\u{308}@example.test"),
+            email("zo\u{eb}@example.test")
+        );
         assert_eq!(email("ZOË@EXAMPLE.TEST"), "zoë@example.test");
     }
 
@@ -126,11 +142,18 @@ mod tests {
         assert_eq!(ph("+1 415 555 2671 x123", "US").unwrap(), "+14155552671");
         assert_eq!(ph("415.555.2671 ext. 45", "US").unwrap(), "+14155552671");
         assert_eq!(ph("+49 30 12345678", "US").unwrap(), "+493012345678");
+        assert_eq!(ph("+44 (0)20 7946 0000", "US").unwrap(), "+442079460000");
     }
 
     #[test]
     fn impossible_phones_are_refused() {
-        for bad in ["4.47701E+11", "12", "call me", "+1 415 555 2671 2671 2671", "415+5552671"] {
+        for bad in [
+            "4.47701E+11",
+            "12",
+            "call me",
+            "+1 415 555 2671 2671 2671",
+            "415+5552671",
+        ] {
             assert_eq!(ph(bad, "US"), Err(NormalizeError::NotAPhone), "{bad}");
         }
         assert_eq!(ph("  ", "US").unwrap(), "");

@@ -16,6 +16,7 @@ sys.dont_write_bytecode = True
 import verify_output as ref  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+OUT_DIR = HERE
 h = bytes.fromhex
 
 KEK_A_ID, KEK_A = "k68147e8c", h("68147e8c6b43421b2d58472720232e37adfe3e2b25921776ba319ff17b9f1173")
@@ -43,7 +44,7 @@ def flip(data, index, mask=0x01):
 
 def dump(name, description, cases):
     text = json.dumps({"description": description, "cases": cases}, indent=2, ensure_ascii=True)
-    (HERE / name).write_text(text + "\n", encoding="utf-8")
+    (OUT_DIR / name).write_text(text + "\n", encoding="utf-8")
     print(f"wrote {name}: {len(cases)} cases")
 
 
@@ -237,4 +238,9 @@ def main():
 
 
 if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out-dir", type=Path, default=HERE, help="where to write the JSON files (default: beside this script)")
+    OUT_DIR = parser.parse_args().out_dir
     main()
