@@ -101,10 +101,7 @@ pub struct Access<'a> {
 /// (run `piigate access-log verify`).
 pub fn append(state_dir: &Path, access: Access<'_>) -> Result<Entry, AccessLogError> {
     let path = state_dir.join(LOG_FILE);
-    let io = |source| AccessLogError::Io {
-        path: path.clone(),
-        source,
-    };
+    let io = |source| AccessLogError::Io { path: path.clone(), source };
     std::fs::create_dir_all(state_dir).map_err(io)?;
     let mut opts = OpenOptions::new();
     opts.read(true).append(true).create(true);
@@ -128,9 +125,7 @@ pub fn append(state_dir: &Path, access: Access<'_>) -> Result<Entry, AccessLogEr
                 let e: Entry = serde_json::from_str(l).map_err(|e| AccessLogError::Tampered {
                     path: path.clone(),
                     line: count,
-                    message: format!(
-                        "last entry does not parse ({e}); run `piigate access-log verify`"
-                    ),
+                    message: format!("last entry does not parse ({e}); run `piigate access-log verify`"),
                 })?;
                 (e.seq + 1, sha256_hex(l.as_bytes()))
             }
@@ -152,14 +147,7 @@ pub fn append(state_dir: &Path, access: Access<'_>) -> Result<Entry, AccessLogEr
         line.push(b'\n');
         (&f).write_all(&line).map_err(io)?;
         f.sync_data().map_err(io)?;
-        write_head(
-            state_dir,
-            &Head {
-                entries: count + 1,
-                last: hash,
-            },
-        )
-        .map_err(io)?;
+        write_head(state_dir, &Head { entries: count + 1, last: hash }).map_err(io)?;
         Ok(entry)
     })();
     let _ = FileExt::unlock(&f);
@@ -167,15 +155,11 @@ pub fn append(state_dir: &Path, access: Access<'_>) -> Result<Entry, AccessLogEr
 }
 
 fn write_head(state_dir: &Path, head: &Head) -> std::io::Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".access-log.head.")
-        .suffix(".partial")
-        .tempfile_in(state_dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".access-log.head.").suffix(".partial").tempfile_in(state_dir)?;
     serde_json::to_writer(&mut tmp, head).map_err(std::io::Error::other)?;
     tmp.write_all(b"\n")?;
     tmp.as_file().sync_all()?;
-    tmp.persist(state_dir.join(HEAD_FILE))
-        .map_err(|e| e.error)?;
+    tmp.persist(state_dir.join(HEAD_FILE)).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -186,15 +170,8 @@ fn write_head(state_dir: &Path, head: &Head) -> std::io::Result<()> {
 pub fn verify(state_dir: &Path) -> Result<u64, AccessLogError> {
     let path = state_dir.join(LOG_FILE);
     let head_path = state_dir.join(HEAD_FILE);
-    let io = |source| AccessLogError::Io {
-        path: path.clone(),
-        source,
-    };
-    let tampered = |line: u64, message: String| AccessLogError::Tampered {
-        path: path.clone(),
-        line,
-        message,
-    };
+    let io = |source| AccessLogError::Io { path: path.clone(), source };
+    let tampered = |line: u64, message: String| AccessLogError::Tampered { path: path.clone(), line, message };
     let f = match std::fs::File::open(&path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -206,13 +183,20 @@ pub fn verify(state_dir: &Path) -> Result<u64, AccessLogError> {
         for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
             let line = line.map_err(io)?;
             let lno = i as u64 + 1;
-            let e: Entry = serde_json::from_str(&line)
-                .map_err(|e| tampered(lno, format!("not a valid entry ({e})")))?;
+            let e: Entry =
+                serde_json::from_str(&line).map_err(|e| tampered(lno, format!("not a valid entry ({e})")))?;
             if e.seq != lno {
-                return Err(tampered(lno, format!("sequence number {} where {lno} was expected (entries removed or reordered)", e.seq)));
+                return Err(tampered(
+                    lno,
+                    format!("sequence number {} where {lno} was expected (entries removed or reordered)", e.seq),
+                ));
             }
             if e.prev != prev {
-                return Err(tampered(lno, "hash of the previous entry does not match (an earlier entry was altered, removed or reordered)".into()));
+                return Err(tampered(
+                    lno,
+                    "hash of the previous entry does not match (an earlier entry was altered, removed or reordered)"
+                        .into(),
+                ));
             }
             prev = sha256_hex(line.as_bytes());
             n = lno;
@@ -234,12 +218,7 @@ pub fn verify(state_dir: &Path) -> Result<u64, AccessLogError> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && n == 0 => {}
-        Err(e) => {
-            return Err(AccessLogError::Io {
-                path: head_path.clone(),
-                source: e,
-            })
-        }
+        Err(e) => return Err(AccessLogError::Io { path: head_path.clone(), source: e }),
     }
     Ok(n)
 }
@@ -251,13 +230,7 @@ mod tests {
     fn add(dir: &Path, reason: &str) {
         append(
             dir,
-            Access {
-                action: "decrypt",
-                file: Some("f.csv".into()),
-                columns: vec!["email".into()],
-                values: 3,
-                reason,
-            },
+            Access { action: "decrypt", file: Some("f.csv".into()), columns: vec!["email".into()], values: 3, reason },
         )
         .unwrap();
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 use tracing::{error, info, warn};
 
 use crate::accesslog;
@@ -38,9 +38,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Keygen { keyring } => keygen(&keyring),
         Command::Keys { command: KeysCommand::Rotate { keyring } } => rotate(&keyring),
         Command::Process { config, output, jobs, files } => process_cmd(&config, output, jobs, &files, bars),
-        Command::Run { .. } => Err(usage(anyhow!(
-            "`piigate run` (the drop-folder job) is not available in this version; use `piigate process --config CFG FILE...`"
-        ))),
+        Command::Run { config, watch, dry_run, wait, jobs } => run_cmd(&config, watch, dry_run, wait, jobs, bars),
         Command::Audit { .. } => Err(usage(anyhow!(
             "`piigate audit` is not available in this version; `piigate process` checks files against the schema as it runs"
         ))),
@@ -70,29 +68,18 @@ fn load_keyring(path: &Path) -> Result<Keyring, CommandError> {
         );
     }
     if let Some(mode) = ring.loose_permissions() {
-        warn!(
-            "keyring {} has mode {mode:o}: others can read it; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        );
+        warn!("keyring {} has mode {mode:o}: others can read it; run `chmod 600 {}`", path.display(), path.display());
     }
     Ok(ring)
 }
 
 fn keygen(path: &Path) -> CmdResult {
     let mut ring = Keyring::generate(path);
-    if path
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().contains("DEMO"))
-    {
+    if path.file_name().is_some_and(|n| n.to_string_lossy().contains("DEMO")) {
         ring.set_demo(true);
     }
     ring.create_new().map_err(usage)?;
-    info!(
-        "created keyring {} (mode 0600) with KEK {}",
-        path.display(),
-        ring.active().0
-    );
+    info!("created keyring {} (mode 0600) with KEK {}", path.display(), ring.active().0);
     Ok(ExitStatus::Ok)
 }
 
@@ -100,10 +87,7 @@ fn rotate(path: &Path) -> CmdResult {
     let mut ring = load_keyring(path)?;
     let id = ring.rotate();
     ring.save().map_err(usage)?;
-    info!(
-        "keyring {}: new active KEK {id}; earlier KEKs are kept for decryption",
-        path.display()
-    );
+    info!("keyring {}: new active KEK {id}; earlier KEKs are kept for decryption", path.display());
     Ok(ExitStatus::Ok)
 }
 
@@ -163,15 +147,9 @@ fn process_cmd(
         (Some(dir), _) => Box::new(LocalSink::new(dir)),
         (None, Some(Location::Local(dir))) => Box::new(LocalSink::new(dir.clone())),
         (None, Some(Location::Sftp(..))) => {
-            return Err(usage(anyhow!(
-                "the configured [sink] is SFTP; `process` writes locally: pass -o DIR"
-            )))
+            return Err(usage(anyhow!("the configured [sink] is SFTP; `process` writes locally: pass -o DIR")))
         }
-        (None, None) => {
-            return Err(usage(anyhow!(
-                "no output folder: pass -o DIR or configure [sink]"
-            )))
-        }
+        (None, None) => return Err(usage(anyhow!("no output folder: pass -o DIR or configure [sink]"))),
     };
     let (pool, threads) = build_pool(jobs)?;
     let cancel = cancel_flag();
@@ -208,39 +186,26 @@ fn process_cmd(
                 }
                 let r = process_local_file(&ctx, path, &*sink);
                 log_file(&r);
-                results
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((i, r));
+                results.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
             });
         }
     });
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(i, _)| *i);
     let files_reports: Vec<FileReport> = results.into_iter().map(|(_, r)| r).collect();
-    let bad = files_reports
-        .iter()
-        .filter(|r| r.status != FileStatus::Ok)
-        .count();
+    let bad = files_reports.iter().filter(|r| r.status != FileStatus::Ok).count();
     let total = files.len();
     let run = RunReport {
-        run_id: format!(
-            "{}-process-{}",
-            report::compact_timestamp(started),
-            DekId::generate()
-        ),
+        run_id: format!("{}-process-{}", report::compact_timestamp(started), DekId::generate()),
         command: "process".into(),
         started: started_text,
         finished: report::now_rfc3339(),
         version: env!("CARGO_PKG_VERSION").into(),
         files: files_reports,
     };
-    let report_path = run.write(&settings.state_dir).map_err(|e| {
-        failed(anyhow!(
-            "cannot write the run report under {}: {e}",
-            settings.state_dir.display()
-        ))
-    })?;
+    let report_path = run
+        .write(&settings.state_dir)
+        .map_err(|e| failed(anyhow!("cannot write the run report under {}: {e}", settings.state_dir.display())))?;
     let skipped = total - run.files.len();
     info!(
         files = total,
@@ -252,23 +217,16 @@ fn process_cmd(
         if skipped > 0 { format!(", {skipped} not started (interrupted)") } else { String::new() },
         report_path.display()
     );
-    Ok(if bad > 0 || skipped > 0 {
-        ExitStatus::FilesFailed
-    } else {
-        ExitStatus::Ok
-    })
+    Ok(if bad > 0 || skipped > 0 { ExitStatus::FilesFailed } else { ExitStatus::Ok })
 }
 
 fn process_local_file(ctx: &Context<'_>, path: &Path, sink: &dyn Sink) -> FileReport {
     let display = path.display().to_string();
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| display.clone());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| display.clone());
     match std::fs::File::open(path) {
         Ok(f) => {
             let size = f.metadata().ok().map(|m| m.len());
-            process::process_file(ctx, &display, &name, size, f, sink)
+            process::process_file(ctx, &display, &name, size, f, sink, None)
         }
         Err(e) => {
             let mut r = FileReport::new(display.clone());
@@ -288,10 +246,7 @@ struct KeyCache<'a> {
 impl KeyCache<'_> {
     fn get(&mut self, id: &DekId) -> anyhow::Result<&DataKey> {
         if !self.keys.contains_key(id) {
-            let rec = self
-                .records
-                .get(id.as_str())
-                .ok_or_else(|| anyhow!("data key {id} is not in the keystore"))?;
+            let rec = self.records.get(id.as_str()).ok_or_else(|| anyhow!("data key {id} is not in the keystore"))?;
             let key = keystore::unwrap_record(self.ring, rec)?;
             self.keys.insert(*id, key);
         }
@@ -299,52 +254,24 @@ impl KeyCache<'_> {
     }
 }
 
-fn decrypt(
-    config: &Path,
-    reason: &str,
-    columns: Option<Vec<String>>,
-    file: &Path,
-    output: &Path,
-) -> CmdResult {
+fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Path, output: &Path) -> CmdResult {
     if reason.trim().is_empty() {
-        return Err(usage(anyhow!(
-            "--reason must say why the values are needed; it is recorded in the access log"
-        )));
+        return Err(usage(anyhow!("--reason must say why the values are needed; it is recorded in the access log")));
     }
     let settings = load_settings(config)?;
     let keyring = load_keyring(&settings.keyring)?;
     let records = keystore::load(&settings.keystore).map_err(usage)?;
-    let mut cache = KeyCache {
-        ring: &keyring,
-        records,
-        keys: HashMap::new(),
-    };
+    let mut cache = KeyCache { ring: &keyring, records, keys: HashMap::new() };
 
-    let input = std::fs::File::open(file)
-        .with_context(|| format!("cannot open {}", file.display()))
-        .map_err(usage)?;
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(input);
+    let input = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display())).map_err(usage)?;
+    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
     let mut header = csv::ByteRecord::new();
-    if !rdr
-        .read_byte_record(&mut header)
-        .map_err(|e| failed(anyhow!("{}: {e}", file.display())))?
-    {
+    if !rdr.read_byte_record(&mut header).map_err(|e| failed(anyhow!("{}: {e}", file.display())))? {
         return Err(failed(anyhow!("{}: empty file", file.display())));
     }
-    let names: Vec<String> = header
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).into_owned())
-        .collect();
-    let encrypted: Vec<&str> = settings
-        .schema
-        .columns
-        .iter()
-        .filter(|c| c.action == Action::Encrypt)
-        .map(|c| c.name.as_str())
-        .collect();
+    let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
+    let encrypted: Vec<&str> =
+        settings.schema.columns.iter().filter(|c| c.action == Action::Encrypt).map(|c| c.name.as_str()).collect();
     let wanted: Vec<String> = match columns {
         Some(cols) => {
             for c in &cols {
@@ -359,12 +286,8 @@ fn decrypt(
         }
         None => encrypted.iter().map(|s| s.to_string()).collect(),
     };
-    let targets: Vec<(usize, String)> = names
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| wanted.contains(n))
-        .map(|(i, n)| (i, n.clone()))
-        .collect();
+    let targets: Vec<(usize, String)> =
+        names.iter().enumerate().filter(|(_, n)| wanted.contains(n)).map(|(i, n)| (i, n.clone())).collect();
     if targets.is_empty() {
         return Err(failed(anyhow!(
             "{}: none of the columns {} is in the header; is this a piigate output of this schema?",
@@ -372,41 +295,23 @@ fn decrypt(
             wanted.join(", ")
         )));
     }
-    let dir = output
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if output.exists() {
-        return Err(usage(anyhow!(
-            "{} already exists; choose a new output path",
-            output.display()
-        )));
+        return Err(usage(anyhow!("{} already exists; choose a new output path", output.display())));
     }
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(
-            "{}.",
-            output
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ))
+        .prefix(&format!("{}.", output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()))
         .suffix(".partial")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))
         .map_err(usage)?;
-    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(
-        tmp.reopen().map_err(|e| failed(anyhow!(e)))?,
-    ));
-    w.write_byte_record(&header)
-        .map_err(|e| failed(anyhow!(e)))?;
+    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(tmp.reopen().map_err(|e| failed(anyhow!(e)))?));
+    w.write_byte_record(&header).map_err(|e| failed(anyhow!(e)))?;
     let mut rec = csv::ByteRecord::new();
     let mut out = csv::ByteRecord::new();
     let mut values = 0u64;
-    while rdr
-        .read_byte_record(&mut rec)
-        .map_err(|e| failed(anyhow!("{}: {e}", file.display())))?
-    {
+    while rdr.read_byte_record(&mut rec).map_err(|e| failed(anyhow!("{}: {e}", file.display())))? {
         let line = rec.position().map_or(0, |p| p.line());
         out.clear();
         for (i, field) in rec.iter().enumerate() {
@@ -416,12 +321,7 @@ fn decrypt(
                         let (id, payload) = aead::parse_token(field)?;
                         Ok(cache.get(&id)?.decrypt_payload(col.as_bytes(), &payload)?)
                     })()
-                    .map_err(|e| {
-                        failed(anyhow!(
-                            "{} line {line}, column {col:?}: {e:#}",
-                            file.display()
-                        ))
-                    })?;
+                    .map_err(|e| failed(anyhow!("{} line {line}, column {col:?}: {e:#}", file.display())))?;
                     values += 1;
                     out.push_field(&plain);
                 }
@@ -430,14 +330,8 @@ fn decrypt(
         }
         w.write_byte_record(&out).map_err(|e| failed(anyhow!(e)))?;
     }
-    let inner = w
-        .into_inner()
-        .map_err(|e| failed(anyhow!("{}", e.error())))?;
-    inner
-        .into_inner()
-        .map_err(|e| failed(anyhow!("{}", e.error())))?
-        .sync_all()
-        .map_err(|e| failed(anyhow!(e)))?;
+    let inner = w.into_inner().map_err(|e| failed(anyhow!("{}", e.error())))?;
+    inner.into_inner().map_err(|e| failed(anyhow!("{}", e.error())))?.sync_all().map_err(|e| failed(anyhow!(e)))?;
     accesslog::append(
         &settings.state_dir,
         accesslog::Access {
@@ -448,13 +342,8 @@ fn decrypt(
             reason,
         },
     )
-    .map_err(|e| {
-        failed(anyhow!(
-            "not decrypted: the access log could not be written: {e}"
-        ))
-    })?;
-    tmp.persist_noclobber(output)
-        .map_err(|e| failed(anyhow!("cannot write {}: {}", output.display(), e.error)))?;
+    .map_err(|e| failed(anyhow!("not decrypted: the access log could not be written: {e}")))?;
+    tmp.persist_noclobber(output).map_err(|e| failed(anyhow!("cannot write {}: {}", output.display(), e.error)))?;
     info!(
         "decrypted {values} values in {} column(s) of {} into {} (logged in the access log)",
         targets.len(),
@@ -473,11 +362,7 @@ fn pseudonym(config: &Path, column: Option<&str>, reason: &str, value: &str) -> 
             .columns
             .iter()
             .find(|s| s.name == c && s.action == Action::Pseudonymize)
-            .ok_or_else(|| {
-                usage(anyhow!(
-                    "--column {c:?} is not a pseudonymize column of the schema"
-                ))
-            })?,
+            .ok_or_else(|| usage(anyhow!("--column {c:?} is not a pseudonymize column of the schema")))?,
         None => settings
             .schema
             .columns
@@ -487,10 +372,7 @@ fn pseudonym(config: &Path, column: Option<&str>, reason: &str, value: &str) -> 
     };
     let mut owned = String::new();
     let raw = if value == "-" {
-        std::io::stdin()
-            .lock()
-            .read_line(&mut owned)
-            .map_err(|e| usage(anyhow!("reading stdin: {e}")))?;
+        std::io::stdin().lock().read_line(&mut owned).map_err(|e| usage(anyhow!("reading stdin: {e}")))?;
         owned.trim_end_matches(['\r', '\n'])
     } else {
         value
@@ -500,23 +382,13 @@ fn pseudonym(config: &Path, column: Option<&str>, reason: &str, value: &str) -> 
     if normalized.is_empty() {
         return Err(usage(anyhow!("the value is empty after normalization")));
     }
-    let p = Pseudonymizer::new(keyring.pseudonym_key())
-        .pseudonym(&settings.schema.pseudonym_prefix, normalized.as_bytes());
+    let p =
+        Pseudonymizer::new(keyring.pseudonym_key()).pseudonym(&settings.schema.pseudonym_prefix, normalized.as_bytes());
     accesslog::append(
         &settings.state_dir,
-        accesslog::Access {
-            action: "pseudonym",
-            file: None,
-            columns: vec![spec.name.clone()],
-            values: 1,
-            reason,
-        },
+        accesslog::Access { action: "pseudonym", file: None, columns: vec![spec.name.clone()], values: 1, reason },
     )
-    .map_err(|e| {
-        failed(anyhow!(
-            "not computed: the access log could not be written: {e}"
-        ))
-    })?;
+    .map_err(|e| failed(anyhow!("not computed: the access log could not be written: {e}")))?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{p}").map_err(|e| failed(anyhow!(e)))?;
     Ok(ExitStatus::Ok)
@@ -526,22 +398,261 @@ fn verify_log(config: &Path) -> CmdResult {
     let settings = load_settings(config)?;
     match accesslog::verify(&settings.state_dir) {
         Ok(n) => {
-            info!(
-                "access log {}: {n} entries, chain intact",
-                settings.state_dir.join(accesslog::LOG_FILE).display()
-            );
+            info!("access log {}: {n} entries, chain intact", settings.state_dir.join(accesslog::LOG_FILE).display());
             Ok(ExitStatus::Ok)
         }
         Err(e @ accesslog::AccessLogError::Tampered { .. }) => Err(failed(e)),
-        Err(e) => bail_usage(e),
+        Err(e) => Err(usage(e)),
     }
 }
 
-fn bail_usage(e: impl Into<anyhow::Error>) -> CmdResult {
-    Err(usage(e))
+fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: Option<usize>, bars: bool) -> CmdResult {
+    use crate::job::{self, Decision, Job};
+    use crate::sftp::Pool;
+    use crate::sink::sftp::SftpSink;
+    use crate::source::{local::LocalSource, sftp::SftpSource, Source};
+    use fs4::fs_std::FileExt;
+
+    let settings = load_settings(config)?;
+    let src = settings
+        .source
+        .clone()
+        .ok_or_else(|| usage(anyhow!("{}: `run` needs a [source] table (type, path, ...)", config.display())))?;
+    let sink_settings = settings
+        .sink
+        .clone()
+        .ok_or_else(|| usage(anyhow!("{}: `run` needs a [sink] table (type, path, ...)", config.display())))?;
+    if watch == Some(0) {
+        return Err(usage(anyhow!("--watch needs a positive number of seconds")));
+    }
+    let cancel = cancel_flag();
+    let source_pool = match &src.location {
+        Location::Sftp(s, _) => Some(Pool::new(s.clone(), cancel.clone())),
+        Location::Local(_) => None,
+    };
+    let sink_pool = match &sink_settings.location {
+        Location::Sftp(s, _) => Some(Pool::new(s.clone(), cancel.clone())),
+        Location::Local(_) => None,
+    };
+    let source: Box<dyn Source> = match (&src.location, &source_pool) {
+        (Location::Sftp(_, dir), Some(pool)) => Box::new(SftpSource::new(pool, dir.clone())),
+        (Location::Local(dir), _) => Box::new(LocalSource::new(dir.clone())),
+        _ => unreachable!("pool exists for SFTP"),
+    };
+    let local_sink;
+    let sftp_sink;
+    let sink: &dyn Sink = match (&sink_settings.location, &sink_pool) {
+        (Location::Sftp(_, dir), Some(pool)) => {
+            sftp_sink = SftpSink::new(pool, dir.clone());
+            &sftp_sink
+        }
+        (Location::Local(dir), _) => {
+            local_sink = LocalSink::new(dir.clone());
+            &local_sink
+        }
+        _ => unreachable!("pool exists for SFTP"),
+    };
+    let exists = |name: &str| -> Result<bool, String> {
+        match &sink_settings.location {
+            Location::Sftp(..) => sftp_sink_exists(sink_pool.as_ref(), &sink_settings, name),
+            Location::Local(dir) => Ok(dir.join(name).exists()),
+        }
+    };
+
+    if dry_run {
+        let keyring = load_keyring(&settings.keyring)?;
+        let (pool, _) = build_pool(Some(1))?;
+        let keys = KeystoreKeys::new(&keyring, settings.keystore.clone());
+        let ctx = Context {
+            settings: &settings,
+            pseudonymizer: Pseudonymizer::new(keyring.pseudonym_key()),
+            keys: &keys,
+            pool: &pool,
+            reporter: &Silent,
+            cancel: &cancel,
+            timestamp: String::new(),
+            options: EngineOptions::default(),
+        };
+        let job = Job {
+            ctx: &ctx,
+            source: &*source,
+            sink,
+            sink_exists: &exists,
+            state_dir: settings.state_dir.clone(),
+            parallel: 1,
+        };
+        let planned = job::plan(&job).map_err(|e| failed(anyhow!(e)))?;
+        let mut out = std::io::stdout().lock();
+        let mut n = 0;
+        for (e, d) in planned {
+            let line = match d {
+                Decision::Process => {
+                    n += 1;
+                    format!("process  {} ({} bytes)", e.name, e.size)
+                }
+                Decision::ArchiveOnly => format!("archive  {} (already published)", e.name),
+                Decision::Resume(..) => format!("resume   {} (interrupted while publishing)", e.name),
+                Decision::Skip(reason) => format!("skip     {}: {reason}", e.name),
+            };
+            let _ = writeln!(out, "{line}");
+        }
+        info!("dry run: {n} file(s) would be processed; nothing was changed");
+        return Ok(ExitStatus::Ok);
+    }
+
+    std::fs::create_dir_all(&settings.state_dir)
+        .map_err(|e| usage(anyhow!("cannot create state dir {}: {e}", settings.state_dir.display())))?;
+    let lock_path = settings.state_dir.join("piigate.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| usage(anyhow!("cannot open lock file {}: {e}", lock_path.display())))?;
+    match lock.try_lock_exclusive() {
+        Ok(true) => {}
+        Ok(false) if wait => {
+            info!("another piigate run holds {}; waiting (--wait)", lock_path.display());
+            lock.lock_exclusive().map_err(|e| usage(anyhow!("locking {}: {e}", lock_path.display())))?;
+        }
+        Ok(false) => {
+            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+            return Err(CommandError {
+                status: ExitStatus::Locked,
+                source: anyhow!(
+                    "another piigate run holds the lock {} ({}); it ends by itself, or pass --wait to queue behind it",
+                    lock_path.display(),
+                    holder.trim()
+                ),
+            });
+        }
+        Err(e) => return Err(usage(anyhow!("locking {}: {e}", lock_path.display()))),
+    }
+    {
+        let mut l = &lock;
+        let _ = lock.set_len(0);
+        let _ = writeln!(l, "pid {} since {}", std::process::id(), report::now_rfc3339());
+    }
+
+    let keyring = load_keyring(&settings.keyring)?;
+    let (pool, threads) = build_pool(jobs)?;
+    let keys = KeystoreKeys::new(&keyring, settings.keystore.clone());
+    let bar_reporter;
+    let reporter: &dyn Reporter = if bars {
+        bar_reporter = ui::BarReporter::new();
+        &bar_reporter
+    } else {
+        &Silent
+    };
+
+    let removed = match (&sink_settings.location, &sink_pool) {
+        (Location::Sftp(_, dir), Some(p)) => SftpSink::new(p, dir.clone()).remove_partials().map_err(|e| e.to_string()),
+        (Location::Local(dir), _) => LocalSink::new(dir.clone()).remove_partials().map_err(|e| e.to_string()),
+        _ => Ok(0),
+    };
+    match removed {
+        Ok(0) => {}
+        Ok(n) => info!("removed {n} partial output(s) left by an interrupted run"),
+        Err(e) => warn!("could not clean partial outputs: {e}"),
+    }
+
+    let mut any_failed = false;
+    loop {
+        let started = time::OffsetDateTime::now_utc();
+        let started_text = report::now_rfc3339();
+        let ctx = Context {
+            settings: &settings,
+            pseudonymizer: Pseudonymizer::new(keyring.pseudonym_key()),
+            keys: &keys,
+            pool: &pool,
+            reporter,
+            cancel: &cancel,
+            timestamp: report::compact_timestamp(started),
+            options: EngineOptions::default(),
+        };
+        let job = Job {
+            ctx: &ctx,
+            source: &*source,
+            sink,
+            sink_exists: &exists,
+            state_dir: settings.state_dir.clone(),
+            parallel: threads,
+        };
+        let result = job::pass(&job);
+        for r in &result.files {
+            log_file(r);
+        }
+        for e in &result.errors {
+            error!("{e}");
+        }
+        for (name, why) in &result.skipped {
+            tracing::debug!("skipped {name}: {why}");
+        }
+        let ok = result.files.iter().filter(|r| r.status == FileStatus::Ok).count();
+        let quarantined = result.files.iter().filter(|r| r.status == FileStatus::Failed).count();
+        let errored = result.files.len() - ok - quarantined;
+        let pass_failed = quarantined + errored > 0 || !result.errors.is_empty();
+        any_failed |= pass_failed;
+        let busy = !result.files.is_empty() || !result.archived_only.is_empty() || !result.errors.is_empty();
+        let mut report_note = String::new();
+        if busy || watch.is_none() {
+            let run = RunReport {
+                run_id: format!("{}-run-{}", report::compact_timestamp(started), DekId::generate()),
+                command: "run".into(),
+                started: started_text,
+                finished: report::now_rfc3339(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                files: result.files,
+            };
+            match run.write(&settings.state_dir) {
+                Ok(p) => report_note = format!("; report {}", p.display()),
+                Err(e) => {
+                    error!("cannot write the run report: {e}");
+                    any_failed = true;
+                }
+            }
+        }
+        if busy || watch.is_none() {
+            info!(
+                processed = ok,
+                quarantined,
+                errors = errored + result.errors.len(),
+                skipped = result.skipped.len(),
+                "run: {ok} processed, {quarantined} quarantined, {} failed (will retry), {} archived from earlier runs, {} skipped{report_note}",
+                errored + result.errors.len(),
+                result.archived_only.len(),
+                result.skipped.len()
+            );
+        }
+        let Some(every) = watch else { break };
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(every);
+        while std::time::Instant::now() < until && !cancel.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    if cancel.load(Ordering::Relaxed) {
+        info!("stopped by signal; unfinished files stay in the inbox for the next run");
+    }
+    drop(lock);
+    Ok(if any_failed { ExitStatus::FilesFailed } else { ExitStatus::Ok })
 }
 
-#[allow(dead_code)]
-fn unreachable_bail() -> anyhow::Result<()> {
-    bail!("unreachable")
+fn sftp_sink_exists(
+    pool: Option<&crate::sftp::Pool>,
+    s: &crate::settings::SinkSettings,
+    name: &str,
+) -> Result<bool, String> {
+    match (pool, &s.location) {
+        (Some(p), Location::Sftp(_, dir)) => {
+            crate::sink::sftp::SftpSink::new(p, dir.clone()).exists(name).map_err(|e| e.to_string())
+        }
+        _ => Ok(false),
+    }
 }

@@ -25,16 +25,10 @@ pub struct CommandError {
 
 /// Tags an error with the "usage/config/key" exit status.
 pub fn usage(e: impl Into<anyhow::Error>) -> CommandError {
-    CommandError {
-        status: ExitStatus::Usage,
-        source: e.into(),
-    }
+    CommandError { status: ExitStatus::Usage, source: e.into() }
 }
 
 /// Tags an error with the "file failed" exit status.
 pub fn failed(e: impl Into<anyhow::Error>) -> CommandError {
-    CommandError {
-        status: ExitStatus::FilesFailed,
-        source: e.into(),
-    }
+    CommandError { status: ExitStatus::FilesFailed, source: e.into() }
 }

@@ -27,9 +27,7 @@ pub const KEYRING_FORMAT: &str = "piigate-keyring-v1";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
     /// The file could not be read.
-    #[error(
-        "cannot read keyring {path}: {source} (create one with `piigate keygen --keyring {path}`)"
-    )]
+    #[error("cannot read keyring {path}: {source} (create one with `piigate keygen --keyring {path}`)")]
     Read {
         /// Keyring path.
         path: PathBuf,
@@ -97,10 +95,8 @@ impl Keyring {
     /// # Errors
     /// [`KeyringError::Read`] or [`KeyringError::Invalid`].
     pub fn load(path: &Path) -> Result<Self, KeyringError> {
-        let mut text = std::fs::read_to_string(path).map_err(|source| KeyringError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let mut text =
+            std::fs::read_to_string(path).map_err(|source| KeyringError::Read { path: path.to_owned(), source })?;
         let result = Self::parse(path, &text);
         zeroize::Zeroize::zeroize(&mut text);
         let mut ring = result?;
@@ -118,10 +114,7 @@ impl Keyring {
     }
 
     fn parse(path: &Path, text: &str) -> Result<Self, KeyringError> {
-        let invalid = |message: String| KeyringError::Invalid {
-            path: path.to_owned(),
-            message,
-        };
+        let invalid = |message: String| KeyringError::Invalid { path: path.to_owned(), message };
         // The toml error text may quote the offending line, which could hold
         // key material: report only its position.
         let raw: RawKeyring = toml::from_str(text).map_err(|e| {
@@ -129,39 +122,24 @@ impl Keyring {
                 let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
                 format!(" at line {line}")
             });
-            invalid(format!(
-                "not a piigate keyring TOML{}",
-                at.unwrap_or_default()
-            ))
+            invalid(format!("not a piigate keyring TOML{}", at.unwrap_or_default()))
         })?;
         if raw.format != KEYRING_FORMAT {
-            return Err(invalid(format!(
-                "format is {:?}, expected {KEYRING_FORMAT:?}",
-                raw.format
-            )));
+            return Err(invalid(format!("format is {:?}, expected {KEYRING_FORMAT:?}", raw.format)));
         }
         let mut keks = BTreeMap::new();
         for (id, b64) in &raw.kek {
-            let kid: KekId = id
-                .parse()
-                .map_err(|e| invalid(format!("KEK id {id:?}: {e}")))?;
+            let kid: KekId = id.parse().map_err(|e| invalid(format!("KEK id {id:?}: {e}")))?;
             let kek = Kek::from_base64(b64).map_err(|e| invalid(format!("KEK {id}: {e}")))?;
             keks.insert(kid, kek);
         }
-        let active: KekId = raw
-            .active_kek
-            .parse()
-            .map_err(|e| invalid(format!("active_kek: {e}")))?;
+        let active: KekId = raw.active_kek.parse().map_err(|e| invalid(format!("active_kek: {e}")))?;
         if !keks.contains_key(&active) {
-            return Err(invalid(format!(
-                "active_kek {active} has no entry under [kek]"
-            )));
+            return Err(invalid(format!("active_kek {active} has no entry under [kek]")));
         }
-        let pseudonym_key = PseudonymKey::from_base64(&raw.pseudonym_key)
-            .map_err(|e| invalid(format!("pseudonym_key: {e}")))?;
-        let name_demo = path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().contains("DEMO"));
+        let pseudonym_key =
+            PseudonymKey::from_base64(&raw.pseudonym_key).map_err(|e| invalid(format!("pseudonym_key: {e}")))?;
+        let name_demo = path.file_name().is_some_and(|n| n.to_string_lossy().contains("DEMO"));
         Ok(Self {
             path: path.to_owned(),
             active,
@@ -180,10 +158,7 @@ impl Keyring {
         }
         s.push_str(&format!("format = \"{KEYRING_FORMAT}\"\n"));
         s.push_str(&format!("active_kek = \"{}\"\n", self.active));
-        s.push_str(&format!(
-            "pseudonym_key = \"{}\"\n\n[kek]\n",
-            self.pseudonym_key.to_base64()
-        ));
+        s.push_str(&format!("pseudonym_key = \"{}\"\n\n[kek]\n", self.pseudonym_key.to_base64()));
         for (id, k) in &self.keks {
             s.push_str(&format!("{id} = \"{}\"\n", k.to_base64()));
         }
@@ -197,10 +172,7 @@ impl Keyring {
     pub fn create_new(&self) -> Result<(), KeyringError> {
         let path = &self.path;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| KeyringError::Write {
-                path: path.clone(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| KeyringError::Write { path: path.clone(), source })?;
         }
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -210,19 +182,13 @@ impl Keyring {
             if source.kind() == std::io::ErrorKind::AlreadyExists {
                 KeyringError::Exists(path.clone())
             } else {
-                KeyringError::Write {
-                    path: path.clone(),
-                    source,
-                }
+                KeyringError::Write { path: path.clone(), source }
             }
         })?;
         let mut text = self.to_toml();
         let r = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
         zeroize::Zeroize::zeroize(&mut text);
-        r.map_err(|source| KeyringError::Write {
-            path: path.clone(),
-            source,
-        })
+        r.map_err(|source| KeyringError::Write { path: path.clone(), source })
     }
 
     /// Replaces the keyring file atomically (temp file 0600, fsync, rename).
@@ -231,14 +197,8 @@ impl Keyring {
     /// [`KeyringError::Write`].
     pub fn save(&self) -> Result<(), KeyringError> {
         let path = &self.path;
-        let werr = |source| KeyringError::Write {
-            path: path.clone(),
-            source,
-        };
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let werr = |source| KeyringError::Write { path: path.clone(), source };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut tmp = tempfile::Builder::new()
             .prefix(".keyring.")
             .suffix(".partial")
@@ -246,9 +206,7 @@ impl Keyring {
             .tempfile_in(dir)
             .map_err(werr)?;
         let mut text = self.to_toml();
-        let r = tmp
-            .write_all(text.as_bytes())
-            .and_then(|_| tmp.as_file().sync_all());
+        let r = tmp.write_all(text.as_bytes()).and_then(|_| tmp.as_file().sync_all());
         zeroize::Zeroize::zeroize(&mut text);
         r.map_err(werr)?;
         tmp.persist(path).map_err(|e| werr(e.error))?;
@@ -312,17 +270,11 @@ mod tests {
         let p = dir.path().join("ring.toml");
         let ring = Keyring::generate(&p);
         ring.create_new().unwrap();
-        assert!(matches!(
-            Keyring::generate(&p).create_new(),
-            Err(KeyringError::Exists(_))
-        ));
+        assert!(matches!(Keyring::generate(&p).create_new(), Err(KeyringError::Exists(_))));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let mut loaded = Keyring::load(&p).unwrap();
         assert!(loaded.pseudonym_key() == ring.pseudonym_key());
@@ -341,9 +293,6 @@ mod tests {
         let p = dir.path().join("ring.toml");
         std::fs::write(&p, "format = \"piigate-keyring-v1\"\nactive_kek = \"k1\"\npseudonym_key = \"SECRETSECRET\"\n[kek]\nk1 = \"c2VjcmV0\"\n").unwrap();
         let err = Keyring::load(&p).err().unwrap().to_string();
-        assert!(
-            !err.contains("SECRETSECRET") && !err.contains("c2VjcmV0"),
-            "{err}"
-        );
+        assert!(!err.contains("SECRETSECRET") && !err.contains("c2VjcmV0"), "{err}");
     }
 }

@@ -113,27 +113,19 @@ pub fn new_data_key(keyring: &Keyring, created: &str) -> (DataKey, DekRecord) {
 /// # Errors
 /// [`KeystoreError::MissingKek`], [`KeystoreError::Unwrap`].
 pub fn unwrap_record(keyring: &Keyring, rec: &DekRecord) -> Result<DataKey, KeystoreError> {
-    let unwrap_err = |source| KeystoreError::Unwrap {
-        dek_id: rec.dek_id.clone(),
-        kek_id: rec.kek_id.clone(),
-        source,
-    };
+    let unwrap_err = |source| KeystoreError::Unwrap { dek_id: rec.dek_id.clone(), kek_id: rec.kek_id.clone(), source };
     let dek_id: DekId = rec.dek_id.parse().map_err(unwrap_err)?;
     let kek_id: KekId = rec.kek_id.parse().map_err(unwrap_err)?;
-    let kek = keyring
-        .kek(&kek_id)
-        .ok_or_else(|| KeystoreError::MissingKek {
-            keyring: keyring.path().to_owned(),
-            dek_id: rec.dek_id.clone(),
-            kek_id: rec.kek_id.clone(),
-        })?;
+    let kek = keyring.kek(&kek_id).ok_or_else(|| KeystoreError::MissingKek {
+        keyring: keyring.path().to_owned(),
+        dek_id: rec.dek_id.clone(),
+        kek_id: rec.kek_id.clone(),
+    })?;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let nonce = b64
-        .decode(&rec.nonce)
-        .map_err(|_| unwrap_err(CryptoError::InvalidKey("nonce is not base64".into())))?;
-    let wrapped = b64
-        .decode(&rec.wrapped)
-        .map_err(|_| unwrap_err(CryptoError::InvalidKey("wrapped is not base64".into())))?;
+    let nonce =
+        b64.decode(&rec.nonce).map_err(|_| unwrap_err(CryptoError::InvalidKey("nonce is not base64".into())))?;
+    let wrapped =
+        b64.decode(&rec.wrapped).map_err(|_| unwrap_err(CryptoError::InvalidKey("wrapped is not base64".into())))?;
     let dek = aead::unwrap_dek(kek, &dek_id, &nonce, &wrapped).map_err(unwrap_err)?;
     Ok(DataKey::new(dek_id, &dek))
 }
@@ -144,10 +136,7 @@ pub fn unwrap_record(keyring: &Keyring, rec: &DekRecord) -> Result<DataKey, Keys
 /// # Errors
 /// [`KeystoreError::Io`].
 pub fn append(path: &Path, records: &[DekRecord]) -> Result<(), KeystoreError> {
-    let io = |source| KeystoreError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io = |source| KeystoreError::Io { path: path.to_owned(), source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
@@ -173,10 +162,7 @@ pub fn append(path: &Path, records: &[DekRecord]) -> Result<(), KeystoreError> {
 /// # Errors
 /// [`KeystoreError::Io`], [`KeystoreError::Corrupt`].
 pub fn load(path: &Path) -> Result<HashMap<String, DekRecord>, KeystoreError> {
-    let io = |source| KeystoreError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io = |source| KeystoreError::Io { path: path.to_owned(), source };
     let f = std::fs::File::open(path).map_err(io)?;
     let mut map = HashMap::new();
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {

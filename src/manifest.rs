@@ -38,21 +38,10 @@ struct Manifest<'a> {
 pub fn clevertap_manifest(file_name: &str, client_email: &str, plan: &Plan) -> Vec<u8> {
     let mut columns = serde_json::Map::new();
     for c in plan.columns.iter().filter(|c| c.action != Action::Drop) {
-        let col = Column {
-            ct_name: &c.ct_name,
-            data_type: c.ct_type,
-        };
-        columns.insert(
-            c.name.clone(),
-            serde_json::to_value(col).unwrap_or_default(),
-        );
+        let col = Column { ct_name: &c.ct_name, data_type: c.ct_type };
+        columns.insert(c.name.clone(), serde_json::to_value(col).unwrap_or_default());
     }
-    let m = Manifest {
-        file_name,
-        kind: "profile",
-        client_email,
-        columns,
-    };
+    let m = Manifest { file_name, kind: "profile", client_email, columns };
     let mut out = serde_json::to_vec_pretty(&m).unwrap_or_default();
     out.push(b'\n');
     out

@@ -29,11 +29,7 @@ pub struct KeystoreKeys<'a> {
 impl<'a> KeystoreKeys<'a> {
     /// Keys wrapped by `keyring`, recorded in the keystore at `path`.
     pub fn new(keyring: &'a Keyring, path: PathBuf) -> Self {
-        Self {
-            keyring,
-            path,
-            lock: Mutex::new(()),
-        }
+        Self { keyring, path, lock: Mutex::new(()) }
     }
 }
 
@@ -66,6 +62,9 @@ pub struct Context<'a> {
     pub options: EngineOptions,
 }
 
+/// Hook called with (output name, output header) before publishing.
+pub type BeforePublish<'a> = dyn Fn(&str, &[String]) -> Result<(), String> + Sync + 'a;
+
 /// Output stem for an input file name: the name without its extension.
 pub fn stem_of(input_name: &str) -> &str {
     match input_name.rsplit_once('.') {
@@ -77,6 +76,10 @@ pub fn stem_of(input_name: &str) -> &str {
 /// Processes `input` (called `display` in reports, `file_name` its base
 /// name) into `sink`. Never panics on bad input; the report says what
 /// happened.
+///
+/// `before_publish` is called with the output name and header just before
+/// the CSV is renamed into place (the job records its intent in the ledger
+/// there); an error from it fails the file with nothing published.
 pub fn process_file(
     ctx: &Context<'_>,
     display: &str,
@@ -84,11 +87,12 @@ pub fn process_file(
     size: Option<u64>,
     input: impl Read,
     sink: &dyn Sink,
+    before_publish: Option<&BeforePublish<'_>>,
 ) -> FileReport {
     let started = Instant::now();
     let mut report = FileReport::new(display.to_owned());
     let progress = ctx.reporter.file_started(file_name, size);
-    let result = run(ctx, file_name, input, sink, &*progress, &mut report);
+    let result = run(ctx, file_name, input, sink, &*progress, &mut report, before_publish);
     report.seconds = started.elapsed().as_secs_f64();
     match result {
         Ok(()) => report.status = FileStatus::Ok,
@@ -107,21 +111,12 @@ fn run(
     sink: &dyn Sink,
     progress: &dyn engine::FileProgress,
     report: &mut FileReport,
+    before_publish: Option<&BeforePublish<'_>>,
 ) -> Result<(), (FileStatus, String)> {
     let s = ctx.settings;
-    let first = ctx
-        .keys
-        .fresh_key()
-        .map_err(|e| (FileStatus::Error, format!("data key: {e}")))?;
-    let out_name = format!(
-        "{}-{}-{}.csv",
-        stem_of(file_name),
-        ctx.timestamp,
-        first.0.id()
-    );
-    let mut pending = sink
-        .create(&out_name)
-        .map_err(|e| (FileStatus::Error, e.to_string()))?;
+    let first = ctx.keys.fresh_key().map_err(|e| (FileStatus::Error, format!("data key: {e}")))?;
+    let out_name = format!("{}-{}-{}.csv", stem_of(file_name), ctx.timestamp, first.0.id());
+    let mut pending = sink.create(&out_name).map_err(|e| (FileStatus::Error, e.to_string()))?;
     let job = FileJob {
         schema: &s.schema,
         delimiter: s.delimiter,
@@ -150,23 +145,14 @@ fn run(
     report.rows_rejected = outcome.rejects.len() as u64;
     report.values_encrypted = outcome.values_encrypted;
     report.data_keys = outcome.data_keys.clone();
-    report.rejects = outcome
-        .rejects
-        .iter()
-        .take(MAX_LISTED_REJECTS)
-        .cloned()
-        .collect();
+    report.rejects = outcome.rejects.iter().take(MAX_LISTED_REJECTS).cloned().collect();
 
     let rejected = outcome.rejects.len() as u64;
     if rejected > 0 {
         let ratio = rejected as f64 / outcome.rows_read.max(1) as f64;
         if ratio > s.schema.max_reject_ratio {
-            let lines: Vec<String> = outcome
-                .rejects
-                .iter()
-                .take(5)
-                .map(|r| format!("line {}: {}", r.line, r.message))
-                .collect();
+            let lines: Vec<String> =
+                outcome.rejects.iter().take(5).map(|r| format!("line {}: {}", r.line, r.message)).collect();
             return Err((
                 FileStatus::Failed,
                 format!(
@@ -180,9 +166,10 @@ fn run(
         }
     }
 
-    let published = pending
-        .commit()
-        .map_err(|e| (FileStatus::Error, e.to_string()))?;
+    if let Some(hook) = before_publish {
+        hook(&out_name, &outcome.columns).map_err(|e| (FileStatus::Error, e))?;
+    }
+    let published = pending.commit().map_err(|e| (FileStatus::Error, e.to_string()))?;
     let mut out = OutputReport {
         path: published,
         bytes: outcome.output_bytes,
@@ -190,41 +177,44 @@ fn run(
         rows: outcome.rows_written,
         manifest: None,
     };
-    if let Some(sink_settings) = &s.sink {
-        if sink_settings.manifest == ManifestKind::Clevertap {
-            let email = sink_settings
-                .clevertap_client_email
-                .as_deref()
-                .unwrap_or_default();
-            // The plan is rebuilt from the output header, which the engine checked.
-            let plan = plan_for_manifest(s, &outcome.columns);
-            let body = manifest::clevertap_manifest(&out_name, email, &plan);
-            let name = manifest::manifest_name(&out_name);
-            let publish = || -> Result<String, crate::sink::SinkError> {
-                let mut m = sink.create(&name)?;
-                std::io::Write::write_all(&mut m, &body).map_err(|e| {
-                    crate::sink::SinkError::Io {
-                        op: "writing",
-                        target: name.clone(),
-                        source: e,
-                    }
-                })?;
-                m.commit()
-            };
-            match publish() {
-                Ok(p) => out.manifest = Some(p),
-                Err(e) => {
-                    report.outputs.push(out);
-                    return Err((
-                        FileStatus::Error,
-                        format!("the CSV was published but its manifest was not: {e}"),
-                    ));
-                }
-            }
+    match publish_manifest(s, sink, &out_name, &outcome.columns) {
+        Ok(m) => out.manifest = m,
+        Err(e) => {
+            report.outputs.push(out);
+            return Err((FileStatus::Error, format!("the CSV was published but its manifest was not: {e}")));
         }
     }
     report.outputs.push(out);
     Ok(())
+}
+
+/// Publishes CleverTap's manifest for the data file `out_name` with output
+/// header `columns`, when `[sink] manifest = "clevertap"`. Returns its
+/// location, or `None` when no manifest is configured.
+///
+/// # Errors
+/// [`crate::sink::SinkError`].
+pub fn publish_manifest(
+    s: &Settings,
+    sink: &dyn Sink,
+    out_name: &str,
+    columns: &[String],
+) -> Result<Option<String>, crate::sink::SinkError> {
+    let Some(sink_settings) = &s.sink else { return Ok(None) };
+    if sink_settings.manifest != ManifestKind::Clevertap {
+        return Ok(None);
+    }
+    let email = sink_settings.clevertap_client_email.as_deref().unwrap_or_default();
+    let plan = plan_for_manifest(s, columns);
+    let body = manifest::clevertap_manifest(out_name, email, &plan);
+    let name = manifest::manifest_name(out_name);
+    let mut m = sink.create(&name)?;
+    std::io::Write::write_all(&mut m, &body).map_err(|e| crate::sink::SinkError::Io {
+        op: "writing",
+        target: name.clone(),
+        source: e,
+    })?;
+    m.commit().map(Some)
 }
 
 fn plan_for_manifest(s: &Settings, output_columns: &[String]) -> crate::transform::Plan {
@@ -234,11 +224,7 @@ fn plan_for_manifest(s: &Settings, output_columns: &[String]) -> crate::transfor
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let spec = s
-                .schema
-                .columns
-                .iter()
-                .find(|c| &c.name == name && c.action != Action::Drop);
+            let spec = s.schema.columns.iter().find(|c| &c.name == name && c.action != Action::Drop);
             PlannedColumn {
                 name: name.clone(),
                 input_name: spec.map_or_else(|| name.clone(), |c| c.from.clone()),
@@ -251,9 +237,5 @@ fn plan_for_manifest(s: &Settings, output_columns: &[String]) -> crate::transfor
             }
         })
         .collect();
-    Plan {
-        input_width: output_columns.len(),
-        columns,
-        dropped_unknown: Vec::new(),
-    }
+    Plan { input_width: output_columns.len(), columns, dropped_unknown: Vec::new() }
 }

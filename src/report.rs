@@ -121,10 +121,7 @@ impl RunReport {
         let dir = state_dir.join("runs");
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.json", self.run_id));
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".run.")
-            .suffix(".partial")
-            .tempfile_in(&dir)?;
+        let mut tmp = tempfile::Builder::new().prefix(".run.").suffix(".partial").tempfile_in(&dir)?;
         serde_json::to_writer_pretty(&mut tmp, self).map_err(std::io::Error::other)?;
         std::io::Write::write_all(&mut tmp, b"\n")?;
         tmp.as_file().sync_all()?;
@@ -147,11 +144,7 @@ pub trait Reporter: Sync {
 pub struct Silent;
 
 impl Reporter for Silent {
-    fn file_started(
-        &self,
-        _: &str,
-        _: Option<u64>,
-    ) -> Box<dyn crate::transform::engine::FileProgress + '_> {
+    fn file_started(&self, _: &str, _: Option<u64>) -> Box<dyn crate::transform::engine::FileProgress + '_> {
         Box::new(())
     }
 }
@@ -159,10 +152,7 @@ impl Reporter for Silent {
 /// Current UTC time, RFC 3339 with seconds.
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(0)
-        .unwrap_or(now)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    now.replace_nanosecond(0).unwrap_or(now).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// Compact UTC timestamp for names: `20261129T030000Z`.

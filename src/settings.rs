@@ -368,13 +368,9 @@ impl Settings {
     /// # Errors
     /// [`SettingsError`] naming the key and what is allowed.
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let env_keyring = std::env::var_os(KEYRING_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
+        let text =
+            std::fs::read_to_string(path).map_err(|source| SettingsError::Read { path: path.to_owned(), source })?;
+        let env_keyring = std::env::var_os(KEYRING_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
         Self::from_toml(path, &text, env_keyring)
     }
 
@@ -382,11 +378,7 @@ impl Settings {
     ///
     /// # Errors
     /// [`SettingsError`].
-    pub fn from_toml(
-        path: &Path,
-        text: &str,
-        env_keyring: Option<PathBuf>,
-    ) -> Result<Self, SettingsError> {
+    pub fn from_toml(path: &Path, text: &str, env_keyring: Option<PathBuf>) -> Result<Self, SettingsError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| SettingsError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
@@ -400,11 +392,8 @@ impl Settings {
                 base.join(p)
             }
         };
-        let invalid = |key: &str, message: String| SettingsError::Invalid {
-            path: path.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
+        let invalid =
+            |key: &str, message: String| SettingsError::Invalid { path: path.to_owned(), key: key.to_owned(), message };
 
         let keyring_from_env = env_keyring.is_some();
         let keyring = match (env_keyring, raw.keys.keyring.as_deref()) {
@@ -417,12 +406,7 @@ impl Settings {
                 ))
             }
         };
-        let state_dir = resolve(
-            raw.state
-                .as_ref()
-                .and_then(|s| s.dir.as_deref())
-                .unwrap_or("state"),
-        );
+        let state_dir = resolve(raw.state.as_ref().and_then(|s| s.dir.as_deref()).unwrap_or("state"));
         let keystore = match raw.keys.keystore.as_deref() {
             Some(p) => resolve(p),
             None => state_dir.join("data-keys.jsonl"),
@@ -471,15 +455,8 @@ impl Settings {
                     .map_err(|e| invalid("source.pattern", format!("not a valid glob: {e}")))?
                     .compile_matcher();
                 let is_sftp = s.kind == LocationKind::Sftp;
-                let folder = |p: Option<String>| {
-                    p.map(|p| {
-                        if is_sftp {
-                            p
-                        } else {
-                            resolve(&p).to_string_lossy().into_owned()
-                        }
-                    })
-                };
+                let folder =
+                    |p: Option<String>| p.map(|p| if is_sftp { p } else { resolve(&p).to_string_lossy().into_owned() });
                 Some(SourceSettings {
                     location: location("source", s.kind, &s.path, s.sftp)?,
                     pattern,
@@ -497,7 +474,8 @@ impl Settings {
                 if s.pgp.is_some() {
                     return Err(invalid(
                         "sink.pgp",
-                        "OpenPGP-encrypted uploads are not supported by this version of piigate; remove [sink.pgp]".into(),
+                        "OpenPGP-encrypted uploads are not supported by this version of piigate; remove [sink.pgp]"
+                            .into(),
                     ));
                 }
                 let manifest = s.manifest.unwrap_or(ManifestKind::Clevertap);
@@ -514,10 +492,7 @@ impl Settings {
                 }
                 let max_file_bytes = s.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES);
                 if max_file_bytes < 1024 {
-                    return Err(invalid(
-                        "sink.max_file_bytes",
-                        "must be at least 1024 bytes".into(),
-                    ));
+                    return Err(invalid("sink.max_file_bytes", "must be at least 1024 bytes".into()));
                 }
                 Some(SinkSettings {
                     location: location("sink", s.kind, &s.path, s.sftp)?,
@@ -559,22 +534,14 @@ impl Settings {
     }
 }
 
-fn resolve_schema(
-    raw: RawSchema,
-    invalid: &dyn Fn(&str, String) -> SettingsError,
-) -> Result<Schema, SettingsError> {
+fn resolve_schema(raw: RawSchema, invalid: &dyn Fn(&str, String) -> SettingsError) -> Result<Schema, SettingsError> {
     let max_reject_ratio = raw.max_reject_ratio.unwrap_or(0.01);
     if !(0.0..=1.0).contains(&max_reject_ratio) || max_reject_ratio.is_nan() {
-        return Err(invalid(
-            "schema.max_reject_ratio",
-            "must be a number from 0.0 to 1.0 (e.g. 0.01 for 1%)".into(),
-        ));
+        return Err(invalid("schema.max_reject_ratio", "must be a number from 0.0 to 1.0 (e.g. 0.01 for 1%)".into()));
     }
     let pseudonym_prefix = raw.pseudonym_prefix.unwrap_or_else(|| "u_".into());
     if pseudonym_prefix.len() > 64
-        || !pseudonym_prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+        || !pseudonym_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
     {
         return Err(invalid(
             "schema.pseudonym_prefix",
@@ -583,39 +550,26 @@ fn resolve_schema(
     }
     let default_region = match raw.default_region.as_deref() {
         None => None,
-        Some(r) => Some(
-            phonenumber::country::Id::from_str(&r.to_ascii_uppercase()).map_err(|_| {
-                invalid(
-                    "schema.default_region",
-                    format!(
-                        "{r:?} is not an ISO 3166 alpha-2 region code such as \"US\" or \"GB\""
-                    ),
-                )
-            })?,
-        ),
+        Some(r) => Some(phonenumber::country::Id::from_str(&r.to_ascii_uppercase()).map_err(|_| {
+            invalid(
+                "schema.default_region",
+                format!("{r:?} is not an ISO 3166 alpha-2 region code such as \"US\" or \"GB\""),
+            )
+        })?),
     };
     if raw.columns.is_empty() {
-        return Err(invalid(
-            "schema.columns",
-            "at least one [[schema.columns]] entry is needed".into(),
-        ));
+        return Err(invalid("schema.columns", "at least one [[schema.columns]] entry is needed".into()));
     }
     let mut names = HashSet::new();
     let mut columns = Vec::with_capacity(raw.columns.len());
     for (i, c) in raw.columns.into_iter().enumerate() {
         let key = |field: &str| format!("schema.columns[{i}] ({:?}).{field}", c.name);
         if c.name.trim().is_empty() || c.name.trim() != c.name {
-            return Err(invalid(
-                &key("name"),
-                "must be non-empty with no leading or trailing spaces".into(),
-            ));
+            return Err(invalid(&key("name"), "must be non-empty with no leading or trailing spaces".into()));
         }
         let action = c.action.unwrap_or(Action::Keep);
         if action != Action::Drop && !names.insert(c.name.clone()) {
-            return Err(invalid(
-                &key("name"),
-                "two output columns have this name; output names must be unique".into(),
-            ));
+            return Err(invalid(&key("name"), "two output columns have this name; output names must be unique".into()));
         }
         let normalize = c.normalize.unwrap_or_default();
         if normalize == Normalize::Phone && default_region.is_none() {
@@ -625,14 +579,13 @@ fn resolve_schema(
             ));
         }
         let ct_type = c.ct_type.unwrap_or_default();
-        if matches!(
-            action,
-            Action::Encrypt | Action::Pseudonymize | Action::Mask
-        ) && ct_type != CtType::String
-        {
+        if matches!(action, Action::Encrypt | Action::Pseudonymize | Action::Mask) && ct_type != CtType::String {
             return Err(invalid(
                 &key("ct_type"),
-                format!("a column with action = \"{}\" is always text: use ct_type = \"STRING\" or leave it out", action.as_str()),
+                format!(
+                    "a column with action = \"{}\" is always text: use ct_type = \"STRING\" or leave it out",
+                    action.as_str()
+                ),
             ));
         }
         let from = c.from.unwrap_or_else(|| c.name.clone());
@@ -647,10 +600,7 @@ fn resolve_schema(
         });
     }
     if columns.iter().all(|c| c.action == Action::Drop) {
-        return Err(invalid(
-            "schema.columns",
-            "every column is dropped: at least one must be written".into(),
-        ));
+        return Err(invalid("schema.columns", "every column is dropped: at least one must be written".into()));
     }
     Ok(Schema {
         unknown_columns: raw.unknown_columns.unwrap_or(UnknownColumns::Reject),
@@ -697,19 +647,13 @@ required = true
 
     #[test]
     fn unknown_key_is_named() {
-        let err = load(&format!("{BASE}\nbogus = 1\n"))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = load(&format!("{BASE}\nbogus = 1\n")).err().unwrap().to_string();
         assert!(err.contains("bogus"), "{err}");
     }
 
     #[test]
     fn bad_action_lists_allowed_values() {
-        let err = load(&BASE.replace("pseudonymize", "hash"))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = load(&BASE.replace("pseudonymize", "hash")).err().unwrap().to_string();
         assert!(err.contains("hash") && err.contains("encrypt"), "{err}");
     }
 

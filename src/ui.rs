@@ -54,19 +54,21 @@ pub fn init_logging(g: &GlobalArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("piigate={level},warn")));
-    let make = || SuspendingStderr {
-        buf: Vec::with_capacity(256),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(make)
-        .with_target(false);
+    let make = || SuspendingStderr { buf: Vec::with_capacity(256) };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(make).with_target(false);
     let _ = match g.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder
-            .without_time()
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Text => {
+            // Human lines carry the message only; the structured fields go to JSON.
+            let message_only = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                if field.name() == "message" {
+                    write!(w, "{value:?}")
+                } else {
+                    Ok(())
+                }
+            });
+            builder.without_time().with_ansi(std::io::stderr().is_terminal()).fmt_fields(message_only).try_init()
+        }
     };
 }
 

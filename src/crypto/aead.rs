@@ -69,12 +69,7 @@ pub fn wrap_dek(kek: &Kek, dek_id: &DekId, dek: &Dek, nonce: &[u8; NONCE_LEN]) -
 /// [`CryptoError::Malformed`] when it is longer or the nonce is not 12 bytes;
 /// [`CryptoError::Auth`] for a wrong KEK, a `dek_id` that does not match, or
 /// altered bytes.
-pub fn unwrap_dek(
-    kek: &Kek,
-    dek_id: &DekId,
-    nonce: &[u8],
-    wrapped: &[u8],
-) -> Result<Dek, CryptoError> {
+pub fn unwrap_dek(kek: &Kek, dek_id: &DekId, nonce: &[u8], wrapped: &[u8]) -> Result<Dek, CryptoError> {
     if nonce.len() != NONCE_LEN {
         return Err(CryptoError::Malformed("wrapping nonce must be 12 bytes"));
     }
@@ -106,10 +101,7 @@ pub struct DataKey {
 impl DataKey {
     /// Expands `dek` for encryption and decryption.
     pub fn new(id: DekId, dek: &Dek) -> Self {
-        Self {
-            id,
-            cipher: Aes256Gcm::new(dek.expose().into()),
-        }
+        Self { id, cipher: Aes256Gcm::new(dek.expose().into()) }
     }
 
     /// The key's identifier.
@@ -119,13 +111,7 @@ impl DataKey {
 
     /// Appends the token for `plaintext` under associated data `column` to
     /// `out`, with a fresh random nonce. `scratch` is reused between calls.
-    pub fn encrypt_token_into(
-        &self,
-        column: &[u8],
-        plaintext: &[u8],
-        scratch: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-    ) {
+    pub fn encrypt_token_into(&self, column: &[u8], plaintext: &[u8], scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
         self.encrypt_token_with_nonce(column, plaintext, &random_nonce(), scratch, out)
     }
 
@@ -153,9 +139,7 @@ impl DataKey {
         let start = out.len();
         let enc_len = base64::encoded_len(scratch.len(), false).unwrap_or(0);
         out.resize(start + enc_len, 0);
-        let written = B64URL
-            .encode_slice(&scratch[..], &mut out[start..])
-            .expect("buffer sized by encoded_len");
+        let written = B64URL.encode_slice(&scratch[..], &mut out[start..]).expect("buffer sized by encoded_len");
         out.truncate(start + written);
     }
 
@@ -171,12 +155,7 @@ impl DataKey {
         let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
         let mut buf = ct.to_vec();
         self.cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(nonce),
-                column,
-                &mut buf,
-                Tag::from_slice(tag),
-            )
+            .decrypt_in_place_detached(Nonce::from_slice(nonce), column, &mut buf, Tag::from_slice(tag))
             .map_err(|_| CryptoError::Auth)?;
         Ok(buf)
     }
@@ -193,26 +172,18 @@ pub fn parse_token(token: &[u8]) -> Result<(DekId, Vec<u8>), CryptoError> {
     let Some(rest) = token.strip_prefix(TOKEN_PREFIX.as_bytes()) else {
         let looks_versioned = token.len() > 3
             && token.starts_with(b"pg")
-            && token
-                .iter()
-                .position(|&b| b == b':')
-                .is_some_and(|i| token[2..i].iter().all(u8::is_ascii_digit));
+            && token.iter().position(|&b| b == b':').is_some_and(|i| token[2..i].iter().all(u8::is_ascii_digit));
         return Err(if looks_versioned {
             CryptoError::UnknownVersion
         } else {
             CryptoError::Malformed("not a pg1 token")
         });
     };
-    let colon = rest
-        .iter()
-        .position(|&b| b == b':')
-        .ok_or(CryptoError::Malformed("missing ':' after dek_id"))?;
-    let id_text = std::str::from_utf8(&rest[..colon])
-        .map_err(|_| CryptoError::Malformed("dek_id is not ASCII"))?;
+    let colon = rest.iter().position(|&b| b == b':').ok_or(CryptoError::Malformed("missing ':' after dek_id"))?;
+    let id_text = std::str::from_utf8(&rest[..colon]).map_err(|_| CryptoError::Malformed("dek_id is not ASCII"))?;
     let dek_id: DekId = id_text.parse()?;
-    let payload = B64URL
-        .decode(&rest[colon + 1..])
-        .map_err(|_| CryptoError::Malformed("payload is not unpadded base64url"))?;
+    let payload =
+        B64URL.decode(&rest[colon + 1..]).map_err(|_| CryptoError::Malformed("payload is not unpadded base64url"))?;
     if payload.len() < NONCE_LEN + TAG_LEN {
         return Err(CryptoError::Truncated);
     }
@@ -233,48 +204,22 @@ mod tests {
         assert_eq!(w.len(), 48);
         assert!(unwrap_dek(&kek, &id, &nonce, &w).unwrap() == dek);
         let other = DekId::generate();
-        assert_eq!(
-            unwrap_dek(&kek, &other, &nonce, &w).err(),
-            Some(CryptoError::Auth)
-        );
-        assert_eq!(
-            unwrap_dek(&Kek::generate(), &id, &nonce, &w).err(),
-            Some(CryptoError::Auth)
-        );
-        assert_eq!(
-            unwrap_dek(&kek, &id, &nonce, &w[..47]).err(),
-            Some(CryptoError::Truncated)
-        );
+        assert_eq!(unwrap_dek(&kek, &other, &nonce, &w).err(), Some(CryptoError::Auth));
+        assert_eq!(unwrap_dek(&Kek::generate(), &id, &nonce, &w).err(), Some(CryptoError::Auth));
+        assert_eq!(unwrap_dek(&kek, &id, &nonce, &w[..47]).err(), Some(CryptoError::Truncated));
     }
 
     #[test]
     fn token_round_trip_binds_column() {
         let key = DataKey::new(DekId::generate(), &Dek::generate());
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
-        key.encrypt_token_into(
-            b"email",
-            "zoë@example.test".as_bytes(),
-            &mut scratch,
-            &mut out,
-        );
+        key.encrypt_token_into(b"email", "zoë@example.test".as_bytes(), &mut scratch, &mut out);
         assert!(out.starts_with(b"pg1:"));
         let (id, payload) = parse_token(&out).unwrap();
         assert_eq!(&id, key.id());
-        assert_eq!(
-            key.decrypt_payload(b"email", &payload).unwrap(),
-            "zoë@example.test".as_bytes()
-        );
-        assert_eq!(
-            key.decrypt_payload(b"phone", &payload),
-            Err(CryptoError::Auth)
-        );
-        assert_eq!(
-            parse_token(b"pg2:0011223344556677:AAAA").err(),
-            Some(CryptoError::UnknownVersion)
-        );
-        assert!(matches!(
-            parse_token(b"pg1:0011223344556677:AAAA"),
-            Err(CryptoError::Truncated)
-        ));
+        assert_eq!(key.decrypt_payload(b"email", &payload).unwrap(), "zoë@example.test".as_bytes());
+        assert_eq!(key.decrypt_payload(b"phone", &payload), Err(CryptoError::Auth));
+        assert_eq!(parse_token(b"pg2:0011223344556677:AAAA").err(), Some(CryptoError::UnknownVersion));
+        assert!(matches!(parse_token(b"pg1:0011223344556677:AAAA"), Err(CryptoError::Truncated)));
     }
 }

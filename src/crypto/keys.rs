@@ -112,14 +112,8 @@ impl FromStr for DekId {
     type Err = CryptoError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let b = s.as_bytes();
-        if b.len() != 16
-            || !b
-                .iter()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
-        {
-            return Err(CryptoError::Malformed(
-                "dek_id must be 16 lowercase hex characters",
-            ));
+        if b.len() != 16 || !b.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)) {
+            return Err(CryptoError::Malformed("dek_id must be 16 lowercase hex characters"));
         }
         let mut out = [0u8; 16];
         out.copy_from_slice(b);
@@ -160,15 +154,8 @@ impl KekId {
 impl FromStr for KekId {
     type Err = CryptoError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.is_empty()
-            || s.len() > 64
-            || !s
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-        {
-            return Err(CryptoError::InvalidKey(
-                "KEK id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'".into(),
-            ));
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') {
+            return Err(CryptoError::InvalidKey("KEK id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'".into()));
         }
         Ok(Self(s.to_owned()))
     }

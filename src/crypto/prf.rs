@@ -26,9 +26,7 @@ pub struct Pseudonymizer {
 impl Pseudonymizer {
     /// Prepares the HMAC state for `key`.
     pub fn new(key: &PseudonymKey) -> Self {
-        Self {
-            mac: Hmac::<Sha256>::new_from_slice(key.expose()).expect("HMAC takes any key length"),
-        }
+        Self { mac: Hmac::<Sha256>::new_from_slice(key.expose()).expect("HMAC takes any key length") }
     }
 
     /// Appends the 26-character pseudonym of `normalized` (without prefix)
@@ -65,9 +63,7 @@ mod tests {
         assert_eq!(p.len(), 2 + PSEUDONYM_CHARS);
         let mut mac = Hmac::<Sha256>::new_from_slice(&[7u8; 32]).unwrap();
         mac.update(b"ana.test@example.test");
-        let want = data_encoding::BASE32_NOPAD
-            .encode(&mac.finalize().into_bytes()[..16])
-            .to_lowercase();
+        let want = data_encoding::BASE32_NOPAD.encode(&mac.finalize().into_bytes()[..16]).to_lowercase();
         assert_eq!(&p[2..], want);
     }
 }

@@ -41,15 +41,8 @@ impl PendingOutput for LocalPending {
     fn commit(self: Box<Self>) -> Result<String, SinkError> {
         let this = *self;
         let target = this.final_path.display().to_string();
-        let io_err = |op, source| SinkError::Io {
-            op,
-            target: target.clone(),
-            source,
-        };
-        let file = this
-            .writer
-            .into_inner()
-            .map_err(|e| io_err("writing", e.into_error()))?;
+        let io_err = |op, source| SinkError::Io { op, target: target.clone(), source };
+        let file = this.writer.into_inner().map_err(|e| io_err("writing", e.into_error()))?;
         file.sync_all().map_err(|e| io_err("syncing", e))?;
         drop(file);
         this.tmp.persist_noclobber(&this.final_path).map_err(|e| {
@@ -68,13 +61,38 @@ impl PendingOutput for LocalPending {
     }
 }
 
-impl Sink for LocalSink {
-    fn create(&self, name: &str) -> Result<Box<dyn PendingOutput>, SinkError> {
-        let io_err = |op, source| SinkError::Io {
-            op,
-            target: self.dir.display().to_string(),
-            source,
+impl LocalSink {
+    /// Removes leftover `*.partial` files from interrupted runs. Returns how
+    /// many were removed.
+    ///
+    /// # Errors
+    /// I/O errors other than a missing folder.
+    pub fn remove_partials(&self) -> io::Result<usize> {
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
         };
+        let mut n = 0;
+        for e in rd {
+            let e = e?;
+            if e.file_name().to_string_lossy().ends_with(PARTIAL_SUFFIX) && e.file_type()?.is_file() {
+                std::fs::remove_file(e.path())?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Whether `name` exists in the folder.
+    pub fn exists(&self, name: &str) -> bool {
+        self.dir.join(name).exists()
+    }
+}
+
+impl Sink for LocalSink {
+    fn create(&self, name: &str) -> Result<Box<dyn PendingOutput + '_>, SinkError> {
+        let io_err = |op, source| SinkError::Io { op, target: self.dir.display().to_string(), source };
         std::fs::create_dir_all(&self.dir).map_err(|e| io_err("creating folder", e))?;
         let final_path = self.dir.join(name);
         if final_path.exists() {
@@ -85,14 +103,8 @@ impl Sink for LocalSink {
             .suffix(PARTIAL_SUFFIX)
             .tempfile_in(&self.dir)
             .map_err(|e| io_err("creating temporary file in", e))?;
-        let file = tmp
-            .reopen()
-            .map_err(|e| io_err("opening temporary file in", e))?;
-        Ok(Box::new(LocalPending {
-            tmp,
-            writer: io::BufWriter::with_capacity(256 * 1024, file),
-            final_path,
-        }))
+        let file = tmp.reopen().map_err(|e| io_err("opening temporary file in", e))?;
+        Ok(Box::new(LocalPending { tmp, writer: io::BufWriter::with_capacity(256 * 1024, file), final_path }))
     }
 
     fn describe(&self) -> String {
@@ -115,10 +127,8 @@ mod tests {
         let mut p = sink.create("b.csv").unwrap();
         p.write_all(b"y\n").unwrap();
         drop(p);
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("out"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path().join("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(matches!(sink.create("a.csv"), Err(SinkError::Exists(_))));
     }

@@ -3,6 +3,7 @@
 //! on [`PendingOutput::commit`]; dropping one uncommitted removes it.
 
 pub mod local;
+pub mod sftp;
 
 use std::io::Write;
 
@@ -25,7 +26,7 @@ pub enum SinkError {
 }
 
 /// An output being written.
-pub trait PendingOutput: Write + Send {
+pub trait PendingOutput: Write {
     /// Flushes, makes durable and renames into place. Returns the final
     /// location (path or URL-like text).
     ///
@@ -40,7 +41,7 @@ pub trait Sink: Send + Sync {
     ///
     /// # Errors
     /// [`SinkError`].
-    fn create(&self, name: &str) -> Result<Box<dyn PendingOutput>, SinkError>;
+    fn create(&self, name: &str) -> Result<Box<dyn PendingOutput + '_>, SinkError>;
 
     /// Human-readable location of the folder.
     fn describe(&self) -> String;

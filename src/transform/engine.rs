@@ -51,11 +51,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self {
-            chunk_rows: 1000,
-            max_in_flight: 16,
-            values_per_dek: MAX_VALUES_PER_DEK,
-        }
+        Self { chunk_rows: 1000, max_in_flight: 16, values_per_dek: MAX_VALUES_PER_DEK }
     }
 }
 
@@ -114,11 +110,7 @@ pub struct HashingReader<R> {
 impl<R: Read> HashingReader<R> {
     /// Wraps `inner`.
     pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
+        Self { inner, hasher: Sha256::new(), bytes: 0 }
     }
 }
 
@@ -141,11 +133,7 @@ pub struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
+        Self { inner, hasher: Sha256::new(), bytes: 0 }
     }
     /// Bytes written so far.
     pub fn bytes(&self) -> u64 {
@@ -200,13 +188,8 @@ pub fn process_stream(
     input: impl Read,
     output: impl Write,
 ) -> Result<StreamOutcome, EngineError> {
-    let shared = Arc::new(Shared {
-        bytes: std::sync::atomic::AtomicU64::new(0),
-    });
-    let counted = CountingReader {
-        inner: HashingReader::new(input),
-        shared: shared.clone(),
-    };
+    let shared = Arc::new(Shared { bytes: std::sync::atomic::AtomicU64::new(0) });
+    let counted = CountingReader { inner: HashingReader::new(input), shared: shared.clone() };
     let mut buffered = BufReader::with_capacity(256 * 1024, counted);
     // Strip a UTF-8 byte order mark.
     {
@@ -233,24 +216,16 @@ pub fn process_stream(
     let plan = Plan::new(job.schema, &header)?;
     let columns: Vec<String> = plan.output_names().map(str::to_owned).collect();
     let encrypt_cols = plan.encrypt_columns() as u64;
-    let transformer = Arc::new(Transformer::new(
-        plan,
-        job.pseudonymizer.clone(),
-        job.schema,
-    ));
+    let transformer = Arc::new(Transformer::new(plan, job.pseudonymizer.clone(), job.schema));
 
     let mut out = HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, output));
     {
         let mut w = csv::WriterBuilder::new().from_writer(&mut out);
-        w.write_record(&columns)
-            .map_err(|e| EngineError::Write(io::Error::other(e)))?;
+        w.write_record(&columns).map_err(|e| EngineError::Write(io::Error::other(e)))?;
         w.flush().map_err(EngineError::Write)?;
     }
 
-    let mut outcome = StreamOutcome {
-        columns,
-        ..Default::default()
-    };
+    let mut outcome = StreamOutcome { columns, ..Default::default() };
     let (first_key, first_rec) = first_key;
     let mut key = Arc::new(first_key);
     outcome.data_keys.push(first_rec);
@@ -258,8 +233,7 @@ pub fn process_stream(
 
     let opts = job.options;
     let (tx, rx) = crossbeam_channel::unbounded::<(u64, ChunkOutput, Vec<ByteRecord>)>();
-    let mut free: Vec<Vec<ByteRecord>> =
-        (0..opts.max_in_flight.max(1)).map(|_| Vec::new()).collect();
+    let mut free: Vec<Vec<ByteRecord>> = (0..opts.max_in_flight.max(1)).map(|_| Vec::new()).collect();
     let mut pending: BTreeMap<u64, (ChunkOutput, Vec<ByteRecord>)> = BTreeMap::new();
     let (mut next_read, mut next_write, mut in_flight) = (0u64, 0u64, 0usize);
     let mut eof = false;
@@ -306,9 +280,7 @@ pub fn process_stream(
             break;
         }
         // Wait for at least one result, then take whatever else is ready.
-        let first = rx
-            .recv()
-            .map_err(|_| EngineError::Write(io::Error::other("transform worker vanished")))?;
+        let first = rx.recv().map_err(|_| EngineError::Write(io::Error::other("transform worker vanished")))?;
         in_flight -= 1;
         pending.insert(first.0, (first.1, first.2));
         while let Ok((seq, res, chunk)) = rx.try_recv() {
@@ -323,8 +295,7 @@ pub fn process_stream(
             outcome.rejects.extend(res.rejects);
             free.push(chunk);
             next_write += 1;
-            job.progress
-                .update(shared.bytes.load(Ordering::Relaxed), outcome.rows_read);
+            job.progress.update(shared.bytes.load(Ordering::Relaxed), outcome.rows_read);
         }
     }
     out.flush().map_err(EngineError::Write)?;

@@ -58,21 +58,10 @@ fn mask_email(v: &str) -> Option<String> {
 fn mask_date(v: &str) -> Option<String> {
     let v = v.trim();
     let b = v.as_bytes();
-    let is_d = |r: std::ops::Range<usize>| {
-        b.get(r.clone())
-            .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
-    };
+    let is_d = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
     let sep = |i: usize| b.get(i).is_some_and(|c| matches!(c, b'-' | b'/' | b'.'));
     let star = |s: &str, keep: std::ops::Range<usize>| -> String {
-        s.char_indices()
-            .map(|(i, c)| {
-                if c.is_ascii_digit() && !keep.contains(&i) {
-                    '*'
-                } else {
-                    c
-                }
-            })
-            .collect()
+        s.char_indices().map(|(i, c)| if c.is_ascii_digit() && !keep.contains(&i) { '*' } else { c }).collect()
     };
     // Time part (e.g. "1987-04-12T10:00:00") is dropped entirely.
     let date_len = 10;
@@ -91,9 +80,7 @@ fn mask_date(v: &str) -> Option<String> {
 
 fn looks_like_phone(v: &str) -> bool {
     let digits = v.chars().filter(char::is_ascii_digit).count();
-    digits >= 7
-        && v.chars()
-            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    digits >= 7 && v.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
 }
 
 #[cfg(test)]
@@ -102,10 +89,7 @@ mod tests {
 
     #[test]
     fn masks_by_type() {
-        assert_eq!(
-            mask("ana.test@example.test", Normalize::Email),
-            "a***@example.test"
-        );
+        assert_eq!(mask("ana.test@example.test", Normalize::Email), "a***@example.test");
         assert_eq!(mask("+14155552671", Normalize::Phone), "***2671");
         assert_eq!(mask("(415) 555-2671", Normalize::None), "***2671");
         assert_eq!(mask("1987-04-12", Normalize::None), "1987-**-**");

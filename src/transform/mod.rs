@@ -43,10 +43,7 @@ pub enum HeaderError {
 }
 
 fn list(cols: &[(String, usize)]) -> String {
-    cols.iter()
-        .map(|(n, i)| format!("{n:?} (column {i})"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    cols.iter().map(|(n, i)| format!("{n:?} (column {i})")).collect::<Vec<_>>().join(", ")
 }
 
 /// Why a row was rejected. Names the column, never the value.
@@ -93,16 +90,10 @@ impl fmt::Display for RejectReason {
                 write!(f, "column {column:?} (column {index}): not valid UTF-8")
             }
             RejectReason::RequiredEmpty { column, index } => {
-                write!(
-                    f,
-                    "column {column:?} (column {index}): required value is empty"
-                )
+                write!(f, "column {column:?} (column {index}): required value is empty")
             }
             RejectReason::NotAPhone { column, index } => {
-                write!(
-                    f,
-                    "column {column:?} (column {index}): not a possible phone number"
-                )
+                write!(f, "column {column:?} (column {index}): not a possible phone number")
             }
         }
     }
@@ -162,15 +153,9 @@ impl Plan {
         let mut index: HashMap<&str, usize> = HashMap::new();
         let mut names = Vec::with_capacity(header.len());
         for (i, raw) in header.iter().enumerate() {
-            let name = std::str::from_utf8(raw)
-                .map_err(|_| HeaderError::InvalidUtf8(i + 1))?
-                .trim();
+            let name = std::str::from_utf8(raw).map_err(|_| HeaderError::InvalidUtf8(i + 1))?.trim();
             if let Some(&first) = index.get(name) {
-                return Err(HeaderError::Duplicate {
-                    name: name.to_owned(),
-                    first: first + 1,
-                    second: i + 1,
-                });
+                return Err(HeaderError::Duplicate { name: name.to_owned(), first: first + 1, second: i + 1 });
             }
             index.insert(name, i);
             names.push(name);
@@ -200,19 +185,13 @@ impl Plan {
                 }
             }
         }
-        let unknown: Vec<(String, usize)> = names
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !named[*i])
-            .map(|(i, n)| (n.to_string(), i + 1))
-            .collect();
+        let unknown: Vec<(String, usize)> =
+            names.iter().enumerate().filter(|(i, _)| !named[*i]).map(|(i, n)| (n.to_string(), i + 1)).collect();
         let mut dropped_unknown = Vec::new();
         if !unknown.is_empty() {
             match schema.unknown_columns {
                 UnknownColumns::Reject => return Err(HeaderError::Unknown(unknown)),
-                UnknownColumns::Drop => {
-                    dropped_unknown = unknown.into_iter().map(|(n, _)| n).collect()
-                }
+                UnknownColumns::Drop => dropped_unknown = unknown.into_iter().map(|(n, _)| n).collect(),
                 UnknownColumns::Keep => {
                     for (n, i) in unknown {
                         columns.push(PlannedColumn {
@@ -232,27 +211,17 @@ impl Plan {
         if !missing.is_empty() {
             return Err(HeaderError::Missing(missing));
         }
-        Ok(Self {
-            input_width: names.len(),
-            columns,
-            dropped_unknown,
-        })
+        Ok(Self { input_width: names.len(), columns, dropped_unknown })
     }
 
     /// Output header names, in order.
     pub fn output_names(&self) -> impl Iterator<Item = &str> {
-        self.columns
-            .iter()
-            .filter(|c| c.action != Action::Drop)
-            .map(|c| c.name.as_str())
+        self.columns.iter().filter(|c| c.action != Action::Drop).map(|c| c.name.as_str())
     }
 
     /// Number of `encrypt` output columns.
     pub fn encrypt_columns(&self) -> usize {
-        self.columns
-            .iter()
-            .filter(|c| c.action == Action::Encrypt)
-            .count()
+        self.columns.iter().filter(|c| c.action == Action::Encrypt).count()
     }
 }
 
@@ -282,12 +251,7 @@ pub struct ChunkOutput {
 impl Transformer {
     /// Builds the transform for `plan`.
     pub fn new(plan: Plan, pseudonymizer: Pseudonymizer, schema: &Schema) -> Self {
-        Self {
-            plan,
-            pseudonymizer,
-            prefix: schema.pseudonym_prefix.clone(),
-            region: schema.default_region,
-        }
+        Self { plan, pseudonymizer, prefix: schema.pseudonym_prefix.clone(), region: schema.default_region }
     }
 
     /// The plan.
@@ -297,28 +261,16 @@ impl Transformer {
 
     /// Transforms `records` with data key `key`.
     pub fn transform_chunk(&self, records: &[ByteRecord], key: &DataKey) -> ChunkOutput {
-        let mut out = ChunkOutput {
-            bytes: Vec::with_capacity(records.len() * 256),
-            ..Default::default()
-        };
+        let mut out = ChunkOutput { bytes: Vec::with_capacity(records.len() * 256), ..Default::default() };
         let mut row = ByteRecord::with_capacity(1024, self.plan.columns.len());
         let mut cell = Vec::with_capacity(256);
         let mut scratch = Vec::with_capacity(256);
         {
-            let mut w = csv::WriterBuilder::new()
-                .has_headers(false)
-                .from_writer(&mut out.bytes);
+            let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(&mut out.bytes);
             for rec in records {
                 out.rows += 1;
                 row.clear();
-                match self.transform_record(
-                    rec,
-                    key,
-                    &mut row,
-                    &mut cell,
-                    &mut scratch,
-                    &mut out.encrypted,
-                ) {
+                match self.transform_record(rec, key, &mut row, &mut cell, &mut scratch, &mut out.encrypted) {
                     Ok(()) => {
                         // Writing to a Vec cannot fail.
                         let _ = w.write_byte_record(&row);
@@ -326,11 +278,7 @@ impl Transformer {
                     }
                     Err(reason) => {
                         let line = rec.position().map_or(0, |p| p.line());
-                        out.rejects.push(Reject {
-                            line,
-                            message: reason.to_string(),
-                            reason,
-                        });
+                        out.rejects.push(Reject { line, message: reason.to_string(), reason });
                     }
                 }
             }
@@ -349,10 +297,7 @@ impl Transformer {
         encrypted: &mut u64,
     ) -> Result<(), RejectReason> {
         if rec.len() != self.plan.input_width {
-            return Err(RejectReason::WrongFieldCount {
-                expected: self.plan.input_width,
-                found: rec.len(),
-            });
+            return Err(RejectReason::WrongFieldCount { expected: self.plan.input_width, found: rec.len() });
         }
         for c in &self.plan.columns {
             let raw = &rec[c.input_index];
@@ -361,29 +306,17 @@ impl Transformer {
             }
             if c.action == Action::Keep && c.normalize == Normalize::None {
                 if c.required && raw.iter().all(u8::is_ascii_whitespace) {
-                    return Err(RejectReason::RequiredEmpty {
-                        column: c.input_name.clone(),
-                        index: c.input_index + 1,
-                    });
+                    return Err(RejectReason::RequiredEmpty { column: c.input_name.clone(), index: c.input_index + 1 });
                 }
                 row.push_field(raw);
                 continue;
             }
-            let text = std::str::from_utf8(raw).map_err(|_| RejectReason::InvalidUtf8 {
-                column: c.input_name.clone(),
-                index: c.input_index + 1,
-            })?;
-            let value = normalize::normalize(c.normalize, text, self.region).map_err(|_| {
-                RejectReason::NotAPhone {
-                    column: c.input_name.clone(),
-                    index: c.input_index + 1,
-                }
-            })?;
+            let text = std::str::from_utf8(raw)
+                .map_err(|_| RejectReason::InvalidUtf8 { column: c.input_name.clone(), index: c.input_index + 1 })?;
+            let value = normalize::normalize(c.normalize, text, self.region)
+                .map_err(|_| RejectReason::NotAPhone { column: c.input_name.clone(), index: c.input_index + 1 })?;
             if c.required && value.trim().is_empty() {
-                return Err(RejectReason::RequiredEmpty {
-                    column: c.input_name.clone(),
-                    index: c.input_index + 1,
-                });
+                return Err(RejectReason::RequiredEmpty { column: c.input_name.clone(), index: c.input_index + 1 });
             }
             cell.clear();
             match c.action {

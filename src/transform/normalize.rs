@@ -47,11 +47,8 @@ fn email(value: &str) -> Cow<'_, str> {
             Cow::Borrowed(v)
         }
     } else {
-        let nfc: Cow<'_, str> = if is_nfc_quick(v.chars()) == IsNormalized::Yes {
-            Cow::Borrowed(v)
-        } else {
-            Cow::Owned(v.nfc().collect())
-        };
+        let nfc: Cow<'_, str> =
+            if is_nfc_quick(v.chars()) == IsNormalized::Yes { Cow::Borrowed(v) } else { Cow::Owned(v.nfc().collect()) };
         Cow::Owned(nfc.to_lowercase())
     }
 }
@@ -101,18 +98,14 @@ fn phone(value: &str, region: Option<country::Id>) -> Result<Cow<'static, str>, 
         return Err(NormalizeError::NotAPhone);
     }
     let number = phonenumber::parse(region, main).map_err(|_| NormalizeError::NotAPhone)?;
-    let meta = number
-        .metadata(&phonenumber::metadata::DATABASE)
-        .ok_or(NormalizeError::NotAPhone)?;
+    let meta = number.metadata(&phonenumber::metadata::DATABASE).ok_or(NormalizeError::NotAPhone)?;
     let national = number.national();
     let len = national.value().to_string().len() + national.zeros() as usize;
     let possible = meta.descriptors().general().possible_length();
     if !possible.is_empty() && !possible.contains(&(len as u16)) {
         return Err(NormalizeError::NotAPhone);
     }
-    Ok(Cow::Owned(
-        number.format().mode(phonenumber::Mode::E164).to_string(),
-    ))
+    Ok(Cow::Owned(number.format().mode(phonenumber::Mode::E164).to_string()))
 }
 
 #[cfg(test)]
@@ -127,10 +120,7 @@ mod tests {
     #[test]
     fn emails_fold_case_space_and_nfc() {
         assert_eq!(email("Ana.Test@Example.TEST "), "ana.test@example.test");
-        assert_eq!(
-            email("zo\u{65}\u{308}@example.test"),
-            email("zo\u{eb}@example.test")
-        );
+        assert_eq!(email("zo\u{65}\u{308}@example.test"), email("zo\u{eb}@example.test"));
         assert_eq!(email("ZOË@EXAMPLE.TEST"), "zoë@example.test");
     }
 
@@ -147,13 +137,7 @@ mod tests {
 
     #[test]
     fn impossible_phones_are_refused() {
-        for bad in [
-            "4.47701E+11",
-            "12",
-            "call me",
-            "+1 415 555 2671 2671 2671",
-            "415+5552671",
-        ] {
+        for bad in ["4.47701E+11", "12", "call me", "+1 415 555 2671 2671 2671", "415+5552671"] {
             assert_eq!(ph(bad, "US"), Err(NormalizeError::NotAPhone), "{bad}");
         }
         assert_eq!(ph("  ", "US").unwrap(), "");
