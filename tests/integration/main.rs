@@ -1,6 +1,8 @@
 //! Integration tests: the real `piigate` binary on real files.
 
 mod access;
+mod job;
 mod process;
+mod sshd;
 mod vectors;
 mod workdir;

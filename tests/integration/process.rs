@@ -18,10 +18,7 @@ fn process(wd: &Workdir, files: &[&str]) -> crate::workdir::Run {
 }
 
 fn outputs(wd: &Workdir) -> Vec<String> {
-    wd.list("outbox")
-        .into_iter()
-        .filter(|n| n.ends_with(".csv"))
-        .collect()
+    wd.list("outbox").into_iter().filter(|n| n.ends_with(".csv")).collect()
 }
 
 #[test]
@@ -33,8 +30,7 @@ fn process_writes_csv_and_manifest_that_verify_independently() {
     assert_eq!(outs.len(), 1, "{:?}", wd.list("outbox"));
     let out = &outs[0];
     assert!(
-        out.starts_with("profiles-")
-            && out.len() == "profiles-20261129T030000Z-0123456789abcdef.csv".len(),
+        out.starts_with("profiles-") && out.len() == "profiles-20261129T030000Z-0123456789abcdef.csv".len(),
         "{out}"
     );
     let manifest_name = out.replace(".csv", ".manifest");
@@ -42,18 +38,7 @@ fn process_writes_csv_and_manifest_that_verify_independently() {
     assert!(!wd.list("outbox").iter().any(|n| n.contains(".partial")));
 
     let rows = csv_rows(&wd.read(&format!("outbox/{out}")));
-    assert_eq!(
-        rows[0],
-        [
-            "identity",
-            "email",
-            "phone",
-            "phone_hint",
-            "name",
-            "city",
-            "score"
-        ]
-    );
+    assert_eq!(rows[0], ["identity", "email", "phone", "phone_hint", "name", "city", "score"]);
     assert_eq!(rows.len(), 6);
     // The same person typed two ways gets one pseudonym; Zoë NFD too.
     assert_eq!(rows[1][0], rows[2][0]);
@@ -67,8 +52,7 @@ fn process_writes_csv_and_manifest_that_verify_independently() {
     assert_eq!(rows[3][5], "London");
     assert_eq!(rows[1][5], "San Francisco, CA");
 
-    let m: serde_json::Value =
-        serde_json::from_str(&wd.read(&format!("outbox/{manifest_name}"))).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&wd.read(&format!("outbox/{manifest_name}"))).unwrap();
     assert_eq!(m["type"], "profile");
     assert_eq!(m["fileName"], out.as_str());
     assert_eq!(m["clientEmail"], "ops@example.com");
@@ -84,11 +68,7 @@ fn process_writes_csv_and_manifest_that_verify_independently() {
         String::from_utf8_lossy(&py.stdout),
         String::from_utf8_lossy(&py.stderr)
     );
-    assert!(
-        String::from_utf8_lossy(&py.stdout).contains("verified 5 rows"),
-        "{}",
-        String::from_utf8_lossy(&py.stdout)
-    );
+    assert!(String::from_utf8_lossy(&py.stdout).contains("verified 5 rows"), "{}", String::from_utf8_lossy(&py.stdout));
 }
 
 #[test]
@@ -104,13 +84,7 @@ fn two_files_share_pseudonyms_but_not_data_keys() {
     for i in 1..a.len() {
         assert_eq!(a[i][0], b[i][0], "row {i} pseudonym");
     }
-    let dek = |name: &str| {
-        name.rsplit('-')
-            .next()
-            .unwrap()
-            .trim_end_matches(".csv")
-            .to_owned()
-    };
+    let dek = |name: &str| name.rsplit('-').next().unwrap().trim_end_matches(".csv").to_owned();
     assert_ne!(dek(&outs[0]), dek(&outs[1]));
     let ks = wd.read("state/data-keys.jsonl");
     assert!(ks.contains(&dek(&outs[0])) && ks.contains(&dek(&outs[1])));
@@ -122,9 +96,7 @@ fn ragged_and_bad_rows_under_the_ratio_are_rejected_by_line() {
     let wd = Workdir::new("");
     let mut text = String::from("email,phone,name,city,score,notes\n");
     for i in 0..20 {
-        text.push_str(&format!(
-            "user{i}@example.test,(415) 555-26{i:02},User {i},Town,{i},\n"
-        ));
+        text.push_str(&format!("user{i}@example.test,(415) 555-26{i:02},User {i},Town,{i},\n"));
     }
     text.push_str("too,few\n"); // line 22
     text.push_str(",(415) 555-2600,No Email,Town,1,\n"); // line 23: required email empty
@@ -134,38 +106,20 @@ fn ragged_and_bad_rows_under_the_ratio_are_rejected_by_line() {
     run.expect_ok();
     let reports = wd.list("state/runs");
     assert_eq!(reports.len(), 1);
-    let rep: serde_json::Value =
-        serde_json::from_str(&wd.read(&format!("state/runs/{}", reports[0]))).unwrap();
+    let rep: serde_json::Value = serde_json::from_str(&wd.read(&format!("state/runs/{}", reports[0]))).unwrap();
     let f = &rep["files"][0];
     assert_eq!(f["rows_read"], 23);
     assert_eq!(f["rows_written"], 20);
     assert_eq!(f["rows_rejected"], 3);
-    let lines: Vec<u64> = f["rejects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["line"].as_u64().unwrap())
-        .collect();
+    let lines: Vec<u64> = f["rejects"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [22, 23, 24]);
-    let kinds: Vec<&str> = f["rejects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        kinds,
-        ["wrong_field_count", "required_empty", "not_a_phone"]
-    );
+    let kinds: Vec<&str> = f["rejects"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["wrong_field_count", "required_empty", "not_a_phone"]);
     let report_text = wd.read(&format!("state/runs/{}", reports[0]));
     assert!(!report_text.contains("4.47701E+11") && !report_text.contains("x@example.test"));
     let out = &outputs(&wd)[0];
     let py = wd.verify_with_python("inbox/ragged.csv", &format!("outbox/{out}"), &lines);
-    assert!(
-        py.status.success(),
-        "{}",
-        String::from_utf8_lossy(&py.stdout)
-    );
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stdout));
 }
 
 #[test]
@@ -182,38 +136,21 @@ fn too_many_rejects_fail_the_file_and_leave_no_output() {
     wd.write("inbox/good.csv", GOOD);
     let run = process(&wd, &["inbox/bad.csv", "inbox/good.csv"]);
     run.expect_code(1);
-    assert!(
-        run.stderr().contains("inbox/bad.csv") && run.stderr().contains("max_reject_ratio"),
-        "{}",
-        run.describe()
-    );
+    assert!(run.stderr().contains("inbox/bad.csv") && run.stderr().contains("max_reject_ratio"), "{}", run.describe());
     assert!(run.stderr().contains("line 7"), "{}", run.describe());
     let outs = outputs(&wd);
     assert_eq!(outs.len(), 1, "only the good file has an output: {outs:?}");
     assert!(outs[0].starts_with("good-"));
-    assert!(
-        !wd.list("outbox")
-            .iter()
-            .any(|n| n.contains("bad") || n.contains(".partial")),
-        "{:?}",
-        wd.list("outbox")
-    );
+    assert!(!wd.list("outbox").iter().any(|n| n.contains("bad") || n.contains(".partial")), "{:?}", wd.list("outbox"));
 }
 
 #[test]
 fn unknown_column_is_rejected_by_name_with_no_output() {
     let wd = Workdir::new("");
-    wd.write(
-        "inbox/extra.csv",
-        "email,phone,name,city,score,notes,ssn\na@example.test,,A,B,1,,123-45-6789\n",
-    );
+    wd.write("inbox/extra.csv", "email,phone,name,city,score,notes,ssn\na@example.test,,A,B,1,,123-45-6789\n");
     let run = process(&wd, &["inbox/extra.csv"]);
     run.expect_code(1);
-    assert!(
-        run.stderr().contains("\"ssn\" (column 7)"),
-        "{}",
-        run.describe()
-    );
+    assert!(run.stderr().contains("\"ssn\" (column 7)"), "{}", run.describe());
     assert!(!run.stderr().contains("123-45-6789"));
     assert!(outputs(&wd).is_empty());
     assert!(!wd.list("outbox").iter().any(|n| n.contains(".partial")));
@@ -223,9 +160,7 @@ fn unknown_column_is_rejected_by_name_with_no_output() {
 fn unknown_columns_drop_and_keep_policies() {
     let input = "email,phone,name,city,score,notes,extra\na@example.test,,A,B,1,,xyz\n";
     let wd = Workdir::new("");
-    let cfg = wd
-        .read("piigate.toml")
-        .replace("unknown_columns = \"reject\"", "unknown_columns = \"drop\"");
+    let cfg = wd.read("piigate.toml").replace("unknown_columns = \"reject\"", "unknown_columns = \"drop\"");
     wd.write("piigate.toml", &cfg);
     wd.write("inbox/x.csv", input);
     process(&wd, &["inbox/x.csv"]).expect_ok();
@@ -233,9 +168,7 @@ fn unknown_columns_drop_and_keep_policies() {
     assert!(!rows[0].contains(&"extra".to_string()));
 
     let wd = Workdir::new("");
-    let cfg = wd
-        .read("piigate.toml")
-        .replace("unknown_columns = \"reject\"", "unknown_columns = \"keep\"");
+    let cfg = wd.read("piigate.toml").replace("unknown_columns = \"reject\"", "unknown_columns = \"keep\"");
     wd.write("piigate.toml", &cfg);
     wd.write("inbox/x.csv", input);
     process(&wd, &["inbox/x.csv"]).expect_ok();
@@ -247,26 +180,12 @@ fn unknown_columns_drop_and_keep_policies() {
 #[test]
 fn missing_and_duplicate_columns_fail_the_file() {
     let wd = Workdir::new("");
-    wd.write(
-        "inbox/missing.csv",
-        "email,phone,name,city,notes\na@example.test,,A,B,\n",
-    );
-    wd.write(
-        "inbox/dup.csv",
-        "email,phone,name,city,score,notes,city\na@example.test,,A,B,1,,C\n",
-    );
+    wd.write("inbox/missing.csv", "email,phone,name,city,notes\na@example.test,,A,B,\n");
+    wd.write("inbox/dup.csv", "email,phone,name,city,score,notes,city\na@example.test,,A,B,1,,C\n");
     let run = process(&wd, &["inbox/missing.csv", "inbox/dup.csv"]);
     run.expect_code(1);
-    assert!(
-        run.stderr().contains("missing column \"score\""),
-        "{}",
-        run.describe()
-    );
-    assert!(
-        run.stderr().contains("duplicate column \"city\""),
-        "{}",
-        run.describe()
-    );
+    assert!(run.stderr().contains("missing column \"score\""), "{}", run.describe());
+    assert!(run.stderr().contains("duplicate column \"city\""), "{}", run.describe());
     assert!(outputs(&wd).is_empty());
 }
 
@@ -274,9 +193,7 @@ fn missing_and_duplicate_columns_fail_the_file() {
 fn bom_and_other_delimiters() {
     let wd = Workdir::new("[csv]\ndelimiter = \";\"\n");
     // [csv] must not sit inside [schema]: rewrite the config with the table at the end.
-    let cfg = wd
-        .read("piigate.toml")
-        .replace("[csv]\ndelimiter = \";\"\n", "");
+    let cfg = wd.read("piigate.toml").replace("[csv]\ndelimiter = \";\"\n", "");
     wd.write("piigate.toml", format!("{cfg}\n[csv]\ndelimiter = \";\"\n"));
     let semi = format!(
         "\u{feff}{}",
@@ -287,28 +204,20 @@ fn bom_and_other_delimiters() {
     wd.write("inbox/semi.csv", semi);
     process(&wd, &["inbox/semi.csv"]).expect_ok();
     let rows = csv_rows(&wd.read(&format!("outbox/{}", outputs(&wd)[0])));
-    assert_eq!(
-        rows[0][0], "identity",
-        "BOM must not stick to the first header"
-    );
+    assert_eq!(rows[0][0], "identity", "BOM must not stick to the first header");
     assert_eq!(rows[1][5], "San Francisco, CA");
-    let py = wd.verify_with_python(
-        "inbox/semi.csv",
-        &format!("outbox/{}", outputs(&wd)[0]),
-        &[],
-    );
-    assert!(
-        py.status.success(),
-        "{}",
-        String::from_utf8_lossy(&py.stdout)
-    );
+    let py = wd.verify_with_python("inbox/semi.csv", &format!("outbox/{}", outputs(&wd)[0]), &[]);
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stdout));
 }
 
 #[test]
 fn no_plaintext_pii_in_anything_written_or_printed() {
     let wd = Workdir::new("");
     wd.write("inbox/p.csv", GOOD);
-    wd.write("inbox/bad.csv", "email,phone,name,city,score,notes\nsecret.person@example.test,4.47701E+11,Secret Person,X,1,\nragged\n");
+    wd.write(
+        "inbox/bad.csv",
+        "email,phone,name,city,score,notes\nsecret.person@example.test,4.47701E+11,Secret Person,X,1,\nragged\n",
+    );
     let run = process(&wd, &["inbox/p.csv", "inbox/bad.csv", "-v"]);
     let needles = [
         "ana.test@example.test",
@@ -323,10 +232,8 @@ fn no_plaintext_pii_in_anything_written_or_printed() {
         "Secret Person",
         "4.47701E+11",
     ];
-    let mut haystacks: Vec<(String, Vec<u8>)> = vec![
-        ("stdout".into(), run.out.stdout.clone()),
-        ("stderr".into(), run.out.stderr.clone()),
-    ];
+    let mut haystacks: Vec<(String, Vec<u8>)> =
+        vec![("stdout".into(), run.out.stdout.clone()), ("stderr".into(), run.out.stderr.clone())];
     for (p, b) in wd.written_files() {
         haystacks.push((p.display().to_string(), b));
     }
@@ -337,10 +244,7 @@ fn no_plaintext_pii_in_anything_written_or_printed() {
             if n == "2671" && name.ends_with(".csv") {
                 continue;
             }
-            assert!(
-                !text.contains(n),
-                "{name} contains a plaintext value ({n:?})"
-            );
+            assert!(!text.contains(n), "{name} contains a plaintext value ({n:?})");
         }
     }
 }
@@ -349,35 +253,18 @@ fn no_plaintext_pii_in_anything_written_or_printed() {
 fn config_errors_exit_2_and_name_the_key() {
     let wd = Workdir::new("");
     let cfg = wd.read("piigate.toml");
-    wd.write(
-        "piigate.toml",
-        cfg.replace("action = \"mask\"", "action = \"scramble\""),
-    );
+    wd.write("piigate.toml", cfg.replace("action = \"mask\"", "action = \"scramble\""));
     wd.write("inbox/p.csv", GOOD);
     let run = process(&wd, &["inbox/p.csv"]);
     run.expect_code(2);
-    assert!(
-        run.stderr().contains("scramble") && run.stderr().contains("pseudonymize"),
-        "{}",
-        run.describe()
-    );
+    assert!(run.stderr().contains("scramble") && run.stderr().contains("pseudonymize"), "{}", run.describe());
 
-    wd.write(
-        "piigate.toml",
-        cfg.replace("default_region = \"US\"", "default_region = \"XX\""),
-    );
+    wd.write("piigate.toml", cfg.replace("default_region = \"US\"", "default_region = \"XX\""));
     let run = process(&wd, &["inbox/p.csv"]);
     run.expect_code(2);
-    assert!(
-        run.stderr().contains("default_region"),
-        "{}",
-        run.describe()
-    );
+    assert!(run.stderr().contains("default_region"), "{}", run.describe());
 
-    wd.write(
-        "piigate.toml",
-        cfg.replace("[state]", "[state]\ncolour = \"blue\""),
-    );
+    wd.write("piigate.toml", cfg.replace("[state]", "[state]\ncolour = \"blue\""));
     let run = process(&wd, &["inbox/p.csv"]);
     run.expect_code(2);
     assert!(run.stderr().contains("colour"), "{}", run.describe());
@@ -387,11 +274,7 @@ fn config_errors_exit_2_and_name_the_key() {
 fn keygen_refuses_to_overwrite_and_creates_0600() {
     let wd = Workdir::new("");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(wd.path("keys/keyring.toml"))
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(wd.path("keys/keyring.toml")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let before = wd.read("keys/keyring.toml");
     let run = wd.piigate(&["keygen", "--keyring", "keys/keyring.toml"]);
@@ -404,8 +287,7 @@ fn keygen_refuses_to_overwrite_and_creates_0600() {
 #[test]
 fn keyring_from_environment_overrides_config() {
     let wd = Workdir::new("");
-    wd.piigate(&["keygen", "--keyring", "other/ring.toml"])
-        .expect_ok();
+    wd.piigate(&["keygen", "--keyring", "other/ring.toml"]).expect_ok();
     wd.write("inbox/p.csv", GOOD);
     let other = wd.path("other/ring.toml");
     wd.piigate_env(

@@ -13,18 +13,14 @@ use piigate::transform::normalize::normalize;
 use serde_json::Value;
 
 fn load(name: &str) -> Vec<Value> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vectors")
-        .join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(name);
     let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
     v["cases"].as_array().unwrap().clone()
 }
 
 fn b64(s: &Value) -> Vec<u8> {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(s.as_str().unwrap())
-        .unwrap()
+    base64::engine::general_purpose::STANDARD.decode(s.as_str().unwrap()).unwrap()
 }
 
 fn kind(e: &CryptoError) -> &'static str {
@@ -110,14 +106,9 @@ fn pseudonym_vectors() {
         };
         let region = c["region"].as_str().map(|r| r.parse().unwrap());
         let normalized = normalize(how, c["input"].as_str().unwrap(), region).unwrap();
-        assert_eq!(
-            normalized,
-            c["normalized"].as_str().unwrap(),
-            "{name}: normalization"
-        );
+        assert_eq!(normalized, c["normalized"].as_str().unwrap(), "{name}: normalization");
         let key = PseudonymKey::from_base64(c["key"].as_str().unwrap()).unwrap();
-        let p = Pseudonymizer::new(&key)
-            .pseudonym(c["prefix"].as_str().unwrap(), normalized.as_bytes());
+        let p = Pseudonymizer::new(&key).pseudonym(c["prefix"].as_str().unwrap(), normalized.as_bytes());
         assert_eq!(p, c["pseudonym"].as_str().unwrap(), "{name}");
     }
 }
@@ -133,14 +124,8 @@ fn python_generator_reproduces_committed_vectors() {
         .arg("--out-dir")
         .arg(out.path())
         .output()
-        .expect(
-            "python3 with the `cryptography` package is required (scripts/test.sh installs it)",
-        );
-    assert!(
-        status.status.success(),
-        "generate.py failed:\n{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+        .expect("python3 with the `cryptography` package is required (scripts/test.sh installs it)");
+    assert!(status.status.success(), "generate.py failed:\n{}", String::from_utf8_lossy(&status.stderr));
     for f in ["dek_wrap.json", "tokens.json", "pseudonyms.json"] {
         let a = std::fs::read(dir.join(f)).unwrap();
         let b = std::fs::read(out.path().join(f)).unwrap();

@@ -79,12 +79,7 @@ impl Run {
     }
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code(),
-            code,
-            "unexpected exit status\n{}",
-            self.describe()
-        );
+        assert_eq!(self.code(), code, "unexpected exit status\n{}", self.describe());
         self
     }
     #[track_caller]
@@ -98,11 +93,8 @@ impl Workdir {
     /// config `piigate.toml` using [`SCHEMA`] and `extra` TOML appended to
     /// `[schema]`.
     pub fn new(schema_extra: &str) -> Self {
-        let wd = Workdir {
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        wd.piigate(&["keygen", "--keyring", "keys/keyring.toml"])
-            .expect_ok();
+        let wd = Workdir { dir: tempfile::tempdir().expect("tempdir") };
+        wd.piigate(&["keygen", "--keyring", "keys/keyring.toml"]).expect_ok();
         wd.write_config(schema_extra, SCHEMA);
         wd
     }
@@ -164,26 +156,18 @@ default_region = "US"
 
     pub fn piigate_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_piigate"));
-        cmd.current_dir(self.dir.path())
-            .args(args)
-            .env_remove("PIIGATE_KEYRING")
-            .env_remove("RUST_LOG");
+        cmd.current_dir(self.dir.path()).args(args).env_remove("PIIGATE_KEYRING").env_remove("RUST_LOG");
         for (k, v) in env {
             cmd.env(k, v);
         }
         let out = cmd.output().expect("running piigate");
-        Run {
-            cmdline: format!("piigate {}", args.join(" ")),
-            out,
-        }
+        Run { cmdline: format!("piigate {}", args.join(" ")), out }
     }
 
     /// Files directly in `rel`, sorted by name.
     pub fn list(&self, rel: &str) -> Vec<String> {
         let mut v: Vec<String> = match std::fs::read_dir(self.path(rel)) {
-            Ok(rd) => rd
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
+            Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
             Err(_) => Vec::new(),
         };
         v.sort();
@@ -229,17 +213,12 @@ default_region = "US"
             let l: Vec<String> = rejected_lines.iter().map(u64::to_string).collect();
             cmd.args(["--rejected-lines", &l.join(",")]);
         }
-        cmd.output()
-            .expect("python3 must be installed (scripts/test.sh installs it)")
+        cmd.output().expect("python3 must be installed (scripts/test.sh installs it)")
     }
 }
 
 /// Parses CSV text into rows of strings.
 pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    let mut r = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(text.as_bytes());
-    r.records()
-        .map(|rec| rec.unwrap().iter().map(str::to_owned).collect())
-        .collect()
+    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(text.as_bytes());
+    r.records().map(|rec| rec.unwrap().iter().map(str::to_owned).collect()).collect()
 }
