@@ -52,6 +52,15 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 0
 fi
 
+# --- build dependencies of libssh2-sys (OpenSSL headers) ------------------------
+if ! pkg-config --exists openssl 2>/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq
+    say "installing libssl-dev pkg-config"
+    apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >/dev/null; }
+fi
+
 # --- OpenSSH ----------------------------------------------------------------
 if ! have_ssh_tools; then
     export DEBIAN_FRONTEND=noninteractive

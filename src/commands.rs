@@ -500,6 +500,14 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
         return Ok(ExitStatus::Ok);
     }
 
+    // Host-key, authentication and known_hosts problems are configuration
+    // errors: report them once, before anything is touched, and never retry.
+    for pool in [&source_pool, &sink_pool].into_iter().flatten() {
+        if let Err(e) = pool.get() {
+            return Err(if e.is_transient() { failed(e) } else { usage(e) });
+        }
+    }
+
     std::fs::create_dir_all(&settings.state_dir)
         .map_err(|e| usage(anyhow!("cannot create state dir {}: {e}", settings.state_dir.display())))?;
     let lock_path = settings.state_dir.join("piigate.lock");

@@ -30,39 +30,15 @@ pub enum SftpError {
         /// Cause.
         message: String,
     },
-    /// The host key is not in known_hosts.
-    #[error("host key of {endpoint} ({key_type} {fingerprint}) is not in known_hosts file {known_hosts}; piigate never trusts an unknown key. After checking the fingerprint with the server's administrator, add it with: ssh-keyscan -p {port} -t {key_type_short} {host} >> {known_hosts}")]
-    HostKeyUnknown {
-        /// host:port.
-        endpoint: String,
-        /// Host.
-        host: String,
-        /// Port.
-        port: u16,
-        /// Key algorithm.
-        key_type: String,
-        /// For ssh-keyscan -t.
-        key_type_short: String,
-        /// SHA256:base64 fingerprint, as OpenSSH prints it.
-        fingerprint: String,
-        /// File.
-        known_hosts: String,
-    },
-    /// The host key differs from the one in known_hosts.
-    #[error("HOST KEY CHANGED for {endpoint}: the server offered {key_type} {fingerprint}, which does not match {known_hosts}{line}. This may be an attack. If the server's key was legitimately replaced, confirm the new fingerprint with its administrator, then remove the old entry (ssh-keygen -R '{pattern}' -f {known_hosts}) and add the new one")]
-    HostKeyChanged {
-        /// host:port.
-        endpoint: String,
-        /// Key algorithm.
-        key_type: String,
-        /// SHA256:base64 fingerprint.
-        fingerprint: String,
-        /// File.
-        known_hosts: String,
-        /// " line N" when known.
-        line: String,
-        /// Host pattern for ssh-keygen -R.
-        pattern: String,
+    /// The host key is not in known_hosts, or differs from it. The message
+    /// names the key's fingerprint, the known_hosts file (and line), and the
+    /// remedy.
+    #[error("{message}")]
+    HostKey {
+        /// Full message.
+        message: String,
+        /// Whether a different key was on record (possible attack).
+        changed: bool,
     },
     /// known_hosts could not be read.
     #[error("cannot read known_hosts file {path}: {message}; create it with ssh-keyscan after checking the server's fingerprint")]
@@ -246,24 +222,28 @@ fn verify_host_key(s: &SftpSettings, session: &Session, entry_line: Option<usize
         ssh2::HostKeyType::Ed25519 => "ed25519",
         _ => "ecdsa",
     };
+    let pattern = known_hosts_pattern(s);
     match kh.check_port(&s.host, s.port, key) {
         CheckResult::Match => Ok(()),
-        CheckResult::Mismatch => Err(SftpError::HostKeyChanged {
-            endpoint: ep,
-            key_type,
-            fingerprint,
-            known_hosts: kh_path,
-            line: entry_line.map(|l| format!(" line {l}")).unwrap_or_default(),
-            pattern: known_hosts_pattern(s),
+        CheckResult::Mismatch => Err(SftpError::HostKey {
+            changed: true,
+            message: format!(
+                "HOST KEY CHANGED for {ep}: the server offered {key_type} {fingerprint}, which does not match \
+                 {kh_path}{line}. This may be an attack. If the server's key was legitimately replaced, confirm the \
+                 new fingerprint with its administrator, then remove the old entry (ssh-keygen -R '{pattern}' -f \
+                 {kh_path}) and add the new one",
+                line = entry_line.map(|l| format!(" line {l}")).unwrap_or_default(),
+            ),
         }),
-        CheckResult::NotFound | CheckResult::Failure => Err(SftpError::HostKeyUnknown {
-            endpoint: ep,
-            host: s.host.clone(),
-            port: s.port,
-            key_type,
-            key_type_short: short.into(),
-            fingerprint,
-            known_hosts: kh_path,
+        CheckResult::NotFound | CheckResult::Failure => Err(SftpError::HostKey {
+            changed: false,
+            message: format!(
+                "host key of {ep} ({key_type} {fingerprint}) is not in known_hosts file {kh_path}; piigate never \
+                 trusts an unknown key. After checking the fingerprint with the server's administrator, add it \
+                 with: ssh-keyscan -p {port} -t {short} {host} >> {kh_path}",
+                port = s.port,
+                host = s.host,
+            ),
         }),
     }
 }

@@ -67,7 +67,12 @@ fn a_second_run_exits_3_while_the_lock_is_held() {
     let wd = Workdir::new("");
     std::fs::create_dir_all(wd.path("state")).unwrap();
     // Hold the lock from this process, as a running piigate would.
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(wd.path("state/piigate.lock")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(wd.path("state/piigate.lock"))
+        .unwrap();
     fs4::fs_std::FileExt::lock_exclusive(&f).unwrap();
     wd.write("inbox/good.csv", GOOD);
     let r = run(&wd, &[]);
@@ -97,13 +102,13 @@ fn interrupted_publication_is_completed_exactly_once() {
     wd.write("state/ledger.jsonl", format!("{}\n", publishing[0]));
     // The mtime must match the ledger: restore it by rewriting the ledger line instead.
     run(&wd, &[]).expect_ok();
-    assert_eq!(csvs(&wd), [out.clone()], "no second output");
+    assert_eq!(csvs(&wd), std::slice::from_ref(&out), "no second output");
     assert!(wd.list("outbox").contains(&manifest), "manifest re-published");
     assert_eq!(wd.list("archive"), ["good.csv"]);
 }
 
 /// Builds a large input so that a debug build is mid-file for a while.
-fn big_input(rows: usize) -> String {
+pub fn big_input(rows: usize) -> String {
     let mut s = String::with_capacity(rows * 80);
     s.push_str("email,phone,name,city,score,notes\n");
     for i in 0..rows {

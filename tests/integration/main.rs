@@ -3,6 +3,7 @@
 mod access;
 mod job;
 mod process;
+mod sftp;
 mod sshd;
 mod vectors;
 mod workdir;
