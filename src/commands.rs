@@ -49,10 +49,26 @@ pub fn run(cli: Cli) -> ExitStatus {
     match result {
         Ok(s) => s,
         Err(e) => {
-            error!("{:#}", e.source);
+            error!("{}", error_chain(&e.source));
             e.status
         }
     }
+}
+
+/// The error and its causes, joined with ": ", skipping a cause whose text
+/// the message already carries.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn load_settings(config: &Path) -> Result<Settings, CommandError> {
@@ -459,6 +475,14 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
         }
     };
 
+    // Host-key, authentication and known_hosts problems are configuration
+    // errors: report them once, before anything is touched, and never retry.
+    for pool in [&source_pool, &sink_pool].into_iter().flatten() {
+        if let Err(e) = pool.get() {
+            return Err(if e.is_transient() { failed(e) } else { usage(e) });
+        }
+    }
+
     if dry_run {
         let keyring = load_keyring(&settings.keyring)?;
         let (pool, _) = build_pool(Some(1))?;
@@ -498,14 +522,6 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
         }
         info!("dry run: {n} file(s) would be processed; nothing was changed");
         return Ok(ExitStatus::Ok);
-    }
-
-    // Host-key, authentication and known_hosts problems are configuration
-    // errors: report them once, before anything is touched, and never retry.
-    for pool in [&source_pool, &sink_pool].into_iter().flatten() {
-        if let Err(e) = pool.get() {
-            return Err(if e.is_transient() { failed(e) } else { usage(e) });
-        }
     }
 
     std::fs::create_dir_all(&settings.state_dir)
@@ -554,19 +570,22 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
         &Silent
     };
 
-    let removed = match (&sink_settings.location, &sink_pool) {
-        (Location::Sftp(_, dir), Some(p)) => SftpSink::new(p, dir.clone()).remove_partials().map_err(|e| e.to_string()),
-        (Location::Local(dir), _) => LocalSink::new(dir.clone()).remove_partials().map_err(|e| e.to_string()),
-        _ => Ok(0),
-    };
-    match removed {
-        Ok(0) => {}
-        Ok(n) => info!("removed {n} partial output(s) left by an interrupted run"),
-        Err(e) => warn!("could not clean partial outputs: {e}"),
-    }
-
     let mut any_failed = false;
     loop {
+        // The lock is held: any partial output in the outbox is a leftover of
+        // an interrupted run.
+        let removed = match (&sink_settings.location, &sink_pool) {
+            (Location::Sftp(_, dir), Some(p)) => {
+                SftpSink::new(p, dir.clone()).remove_partials().map_err(|e| e.to_string())
+            }
+            (Location::Local(dir), _) => LocalSink::new(dir.clone()).remove_partials().map_err(|e| e.to_string()),
+            _ => Ok(0),
+        };
+        match removed {
+            Ok(0) => {}
+            Ok(n) => info!("removed {n} partial output(s) left by an interrupted run"),
+            Err(e) => warn!("could not clean partial outputs: {e}"),
+        }
         let started = time::OffsetDateTime::now_utc();
         let started_text = report::now_rfc3339();
         let ctx = Context {
@@ -599,9 +618,16 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
         }
         let ok = result.files.iter().filter(|r| r.status == FileStatus::Ok).count();
         let quarantined = result.files.iter().filter(|r| r.status == FileStatus::Failed).count();
-        let errored = result.files.len() - ok - quarantined;
-        let pass_failed = quarantined + errored > 0 || !result.errors.is_empty();
-        any_failed |= pass_failed;
+        let interrupted = result.files.iter().filter(|r| r.status == FileStatus::Interrupted).count();
+        let errored = result.files.len() - ok - quarantined - interrupted;
+        let unsettled = result.files.iter().filter(|r| r.status == FileStatus::Ok && r.error.is_some()).count();
+        let pass_failed = quarantined + errored + unsettled > 0 || !result.errors.is_empty();
+        // One pass (cron): any failure. Watching: the last completed pass.
+        if watch.is_some() && !cancel.load(Ordering::Relaxed) {
+            any_failed = pass_failed;
+        } else {
+            any_failed |= pass_failed;
+        }
         let busy = !result.files.is_empty() || !result.archived_only.is_empty() || !result.errors.is_empty();
         let mut report_note = String::new();
         if busy || watch.is_none() {
@@ -626,7 +652,9 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
                 processed = ok,
                 quarantined,
                 errors = errored + result.errors.len(),
+                archived_earlier = result.archived_only.len(),
                 skipped = result.skipped.len(),
+                report = %report_note.trim_start_matches("; report "),
                 "run: {ok} processed, {quarantined} quarantined, {} failed (will retry), {} archived from earlier runs, {} skipped{report_note}",
                 errored + result.errors.len(),
                 result.archived_only.len(),

@@ -34,7 +34,8 @@ pub enum Decision {
 }
 
 /// Decides what to do with `e`. `now` is Unix seconds.
-pub fn decide(e: &Entry, pattern: &globset::GlobMatcher, min_age: Duration, now: u64, ledger: &Ledger) -> Decision {
+pub fn decide(e: &Entry, src: &crate::settings::SourceSettings, now: u64, ledger: &Ledger) -> Decision {
+    let (pattern, min_age) = (&src.pattern, src.min_age);
     if !e.regular {
         return Decision::Skip("not a regular file".into());
     }
@@ -53,8 +54,15 @@ pub fn decide(e: &Entry, pattern: &globset::GlobMatcher, min_age: Duration, now:
     }
     match ledger.get(&e.name, e.size, e.mtime).map(|r| r.state) {
         None => Decision::Process,
-        Some(State::Published) | Some(State::Archived) => Decision::ArchiveOnly,
-        Some(State::Quarantined) => Decision::Skip("already quarantined (ledger)".into()),
+        Some(State::Published) | Some(State::Archived) if src.archive.is_some() => Decision::ArchiveOnly,
+        Some(State::Published) | Some(State::Archived) => {
+            Decision::Skip("already published (ledger); no [source] archive folder to move it to".into())
+        }
+        // Moved back into the inbox from quarantine: someone wants it tried again.
+        Some(State::Quarantined) if src.quarantine.is_some() => Decision::Process,
+        Some(State::Quarantined) => {
+            Decision::Skip("refused earlier (ledger); fix it and upload it again under a new name".into())
+        }
         Some(State::Publishing) => {
             let r = ledger.get(&e.name, e.size, e.mtime).expect("just found");
             Decision::Resume(r.outputs.clone(), r.columns.clone())
@@ -107,7 +115,7 @@ pub fn plan(job: &Job<'_>) -> Result<Vec<(Entry, Decision)>, String> {
     Ok(entries
         .into_iter()
         .map(|e| {
-            let d = decide(&e, &src.pattern, src.min_age, now, &ledger);
+            let d = decide(&e, src, now, &ledger);
             (e, d)
         })
         .collect())
@@ -138,7 +146,7 @@ pub fn pass(job: &Job<'_>) -> PassResult {
     let now = unix_now();
     let mut work = Vec::new();
     for e in entries {
-        let d = decide(&e, &src.pattern, src.min_age, now, &ledger.lock().unwrap_or_else(|p| p.into_inner()));
+        let d = decide(&e, src, now, &ledger.lock().unwrap_or_else(|p| p.into_inner()));
         match d {
             Decision::Skip(reason) => result.skipped.push((e.name.clone(), reason)),
             d => work.push((e, d)),
@@ -233,7 +241,11 @@ fn process_entry(job: &Job<'_>, e: &Entry, ledger: &Mutex<Ledger>) -> FileReport
     let mut delay = Duration::from_secs(1);
     loop {
         let report = process_once(job, e, &display, ledger);
-        let transient = report.status == FileStatus::Error && !job.ctx.cancel.load(Ordering::Relaxed);
+        // Retry only while nothing is published: once the CSV is in place, the
+        // ledger's `publishing` record lets the next run finish the manifest
+        // instead of publishing the data a second time.
+        let transient =
+            report.status == FileStatus::Error && report.outputs.is_empty() && !job.ctx.cancel.load(Ordering::Relaxed);
         if !transient || attempt >= FILE_ATTEMPTS {
             return settle(job, e, ledger, report);
         }
@@ -294,11 +306,28 @@ fn settle(job: &Job<'_>, e: &Entry, ledger: &Mutex<Ledger>, mut report: FileRepo
             }
             if let Err(err) = finish_success(job, e, ledger, report.input_sha256.clone()) {
                 warn!("{err}; the next run will retry the move");
+                report.error = Some(format!("published, but {err}; the next run retries the move"));
             }
         }
         FileStatus::Failed => {
             let Some(src) = job.ctx.settings.source.as_ref() else { return report };
             let reason = reason_text(&e.name, &report);
+            let refused = Record {
+                name: e.name.clone(),
+                size: e.size,
+                mtime: e.mtime,
+                sha256: report.input_sha256.clone(),
+                state: State::Quarantined,
+                outputs: Vec::new(),
+                columns: Vec::new(),
+                time: now_rfc3339(),
+            };
+            if src.quarantine.is_none() {
+                // Without a quarantine folder the file stays; the ledger keeps
+                // it from failing again on every pass until it changes.
+                let _ = ledger.lock().unwrap_or_else(|p| p.into_inner()).append(refused);
+                return report;
+            }
             if let Some(q) = &src.quarantine {
                 let moved = job.source.move_to(&e.name, q).and_then(|to| {
                     let base = base_name(&to);
@@ -306,17 +335,7 @@ fn settle(job: &Job<'_>, e: &Entry, ledger: &Mutex<Ledger>, mut report: FileRepo
                 });
                 match moved {
                     Ok(to) => {
-                        let rec = Record {
-                            name: e.name.clone(),
-                            size: e.size,
-                            mtime: e.mtime,
-                            sha256: report.input_sha256.clone(),
-                            state: State::Quarantined,
-                            outputs: Vec::new(),
-                            columns: Vec::new(),
-                            time: now_rfc3339(),
-                        };
-                        let _ = ledger.lock().unwrap_or_else(|p| p.into_inner()).append(rec);
+                        let _ = ledger.lock().unwrap_or_else(|p| p.into_inner()).append(refused);
                         warn!("{}: quarantined to {to}", e.name);
                     }
                     Err(err) => {

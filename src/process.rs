@@ -114,9 +114,6 @@ fn run(
     before_publish: Option<&BeforePublish<'_>>,
 ) -> Result<(), (FileStatus, String)> {
     let s = ctx.settings;
-    let first = ctx.keys.fresh_key().map_err(|e| (FileStatus::Error, format!("data key: {e}")))?;
-    let out_name = format!("{}-{}-{}.csv", stem_of(file_name), ctx.timestamp, first.0.id());
-    let mut pending = sink.create(&out_name).map_err(|e| (FileStatus::Error, e.to_string()))?;
     let job = FileJob {
         schema: &s.schema,
         delimiter: s.delimiter,
@@ -127,7 +124,13 @@ fn run(
         cancel: ctx.cancel,
         options: ctx.options,
     };
-    let outcome = match engine::process_stream(&job, first, input, &mut pending) {
+    let mut out_name = String::new();
+    let open = |id: &crate::crypto::keys::DekId| -> Result<Box<dyn crate::sink::PendingOutput + '_>, String> {
+        out_name = format!("{}-{}-{}.csv", stem_of(file_name), ctx.timestamp, id);
+        sink.create(&out_name).map_err(|e| e.to_string())
+    };
+    let result = engine::process_stream(&job, input, open);
+    let (outcome, pending) = match result {
         Ok(o) => o,
         Err(e) => {
             let status = match e {

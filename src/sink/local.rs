@@ -101,6 +101,8 @@ impl Sink for LocalSink {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("{name}."))
             .suffix(PARTIAL_SUFFIX)
+            // Readable by the group (an uploader account), like SFTP outputs.
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
             .tempfile_in(&self.dir)
             .map_err(|e| io_err("creating temporary file in", e))?;
         let file = tmp.reopen().map_err(|e| io_err("opening temporary file in", e))?;

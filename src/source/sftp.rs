@@ -46,9 +46,12 @@ pub(crate) fn ensure_dir(conn: &mut Pooled<'_>, dir: &str) -> Result<(), SourceE
     if sftp.stat(Path::new(dir)).is_ok() {
         return Ok(());
     }
+    // Keep relative folders relative (to the login directory).
     let mut acc = String::new();
     for part in dir.split('/').filter(|p| !p.is_empty()) {
-        acc.push('/');
+        if !acc.is_empty() || dir.starts_with('/') {
+            acc.push('/');
+        }
         acc.push_str(part);
         let p = Path::new(&acc);
         if conn.conn().sftp.stat(p).is_err() {

@@ -67,6 +67,9 @@ pub enum EngineError {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Write(io::Error),
+    /// The output could not be created.
+    #[error("{0}")]
+    Open(String),
     /// A data key could not be stored.
     #[error("data key: {0}")]
     Key(String),
@@ -181,21 +184,24 @@ pub struct FileJob<'a> {
 ///
 /// # Errors
 /// [`EngineError`]; rows that fail are not errors but [`Reject`]s.
-/// `first_key` is the file's first data key (its id names the output).
-pub fn process_stream(
+/// Once the header has passed the schema, the file's first data key is made
+/// and `open_output` is called with its id (which names the output); no key
+/// and no output exist for a file whose header is refused.
+pub fn process_stream<W: Write>(
     job: &FileJob<'_>,
-    first_key: (DataKey, DekRecord),
     input: impl Read,
-    output: impl Write,
-) -> Result<StreamOutcome, EngineError> {
+    open_output: impl FnOnce(&crate::crypto::keys::DekId) -> Result<W, String>,
+) -> Result<(StreamOutcome, W), EngineError> {
     let shared = Arc::new(Shared { bytes: std::sync::atomic::AtomicU64::new(0) });
-    let counted = CountingReader { inner: HashingReader::new(input), shared: shared.clone() };
+    let counted = CountingReader::new(HashingReader::new(input), shared.clone());
     let mut buffered = BufReader::with_capacity(256 * 1024, counted);
     // Strip a UTF-8 byte order mark.
+    let mut bom = 0u64;
     {
         let head = buffered.fill_buf().map_err(EngineError::Read)?;
         if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
             buffered.consume(3);
+            bom = 3;
         }
     }
     let mut rdr = csv::ReaderBuilder::new()
@@ -213,11 +219,15 @@ pub fn process_stream(
     if !rdr.read_byte_record(&mut header).map_err(read_err)? {
         return Err(HeaderError::Empty.into());
     }
+    let header_start = header.position().map_or(0, |p| p.byte()) + bom;
+    rdr.get_mut().get_mut().line_at(header_start);
     let plan = Plan::new(job.schema, &header)?;
     let columns: Vec<String> = plan.output_names().map(str::to_owned).collect();
     let encrypt_cols = plan.encrypt_columns() as u64;
     let transformer = Arc::new(Transformer::new(plan, job.pseudonymizer.clone(), job.schema));
 
+    let (first_key, first_rec) = job.keys.fresh_key().map_err(EngineError::Key)?;
+    let output = open_output(first_key.id()).map_err(EngineError::Open)?;
     let mut out = HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, output));
     {
         let mut w = csv::WriterBuilder::new().from_writer(&mut out);
@@ -226,7 +236,6 @@ pub fn process_stream(
     }
 
     let mut outcome = StreamOutcome { columns, ..Default::default() };
-    let (first_key, first_rec) = first_key;
     let mut key = Arc::new(first_key);
     outcome.data_keys.push(first_rec);
     let mut key_values = 0u64;
@@ -253,6 +262,13 @@ pub fn process_stream(
                     eof = true;
                     break;
                 }
+                // Byte offsets are relative to what the csv reader saw, which
+                // starts after a stripped BOM.
+                let start = chunk[n].position().map_or(0, |p| p.byte()) + bom;
+                let line = rdr.get_mut().get_mut().line_at(start);
+                let mut pos = csv::Position::new();
+                pos.set_line(line).set_byte(start);
+                chunk[n].set_position(Some(pos));
                 n += 1;
             }
             chunk.truncate(n);
@@ -301,23 +317,64 @@ pub fn process_stream(
     out.flush().map_err(EngineError::Write)?;
     outcome.output_bytes = out.bytes;
     outcome.output_sha256 = data_encoding::HEXLOWER.encode(&out.hasher.finalize());
+    let output = out.inner.into_inner().map_err(|e| EngineError::Write(e.into_error()))?;
     // Drain whatever the CSV reader did not consume so the hash covers the whole input.
     let mut counted = rdr.into_inner().into_inner();
     io::copy(&mut counted, &mut io::sink()).map_err(EngineError::Read)?;
     outcome.input_bytes = counted.inner.bytes;
     outcome.input_sha256 = data_encoding::HEXLOWER.encode(&counted.inner.hasher.finalize());
     job.progress.update(outcome.input_bytes, outcome.rows_read);
-    Ok(outcome)
+    Ok((outcome, output))
 }
 
+/// Counts bytes for progress and records where line breaks are, so that
+/// each record's physical starting line can be computed exactly (the csv
+/// crate's own line count drifts on CRLF input).
 struct CountingReader<R> {
     inner: HashingReader<R>,
     shared: Arc<Shared>,
+    /// Offsets of '\r' and '\n' bytes read but not yet passed by a record,
+    /// with whether each is a '\n'.
+    breaks: std::collections::VecDeque<(u64, bool)>,
+    offset: u64,
+    /// '\n' bytes before the last record start.
+    newlines: u64,
+}
+
+impl<R> CountingReader<R> {
+    fn new(inner: HashingReader<R>, shared: Arc<Shared>) -> Self {
+        Self { inner, shared, breaks: std::collections::VecDeque::new(), offset: 0, newlines: 0 }
+    }
+
+    /// The 1-based physical line of a record the csv parser places at byte
+    /// `start`. The parser may place a record on the line break (or blank
+    /// lines) before its first byte; a record never starts with a line
+    /// break, so those are skipped first.
+    fn line_at(&mut self, start: u64) -> u64 {
+        let mut p = start;
+        while let Some(&(off, nl)) = self.breaks.front() {
+            if off < p {
+                self.newlines += u64::from(nl);
+                self.breaks.pop_front();
+            } else if off == p {
+                self.newlines += u64::from(nl);
+                self.breaks.pop_front();
+                p += 1;
+            } else {
+                break;
+            }
+        }
+        self.newlines + 1
+    }
 }
 
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        for i in memchr::memchr2_iter(b'\r', b'\n', &buf[..n]) {
+            self.breaks.push_back((self.offset + i as u64, buf[i] == b'\n'));
+        }
+        self.offset += n as u64;
         self.shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }

@@ -97,6 +97,10 @@ fn phone(value: &str, region: Option<country::Id>) -> Result<Cow<'static, str>, 
     if !(3..=17).contains(&digits) {
         return Err(NormalizeError::NotAPhone);
     }
+    // An international number is read on its own: given a region, the parser
+    // would strip that region's national prefix after the country code
+    // (+49 151... read in US would lose its "1").
+    let region = if main.starts_with('+') { None } else { region };
     let number = phonenumber::parse(region, main).map_err(|_| NormalizeError::NotAPhone)?;
     let meta = number.metadata(&phonenumber::metadata::DATABASE).ok_or(NormalizeError::NotAPhone)?;
     let national = number.national();
@@ -133,6 +137,9 @@ mod tests {
         assert_eq!(ph("415.555.2671 ext. 45", "US").unwrap(), "+14155552671");
         assert_eq!(ph("+49 30 12345678", "US").unwrap(), "+493012345678");
         assert_eq!(ph("+44 (0)20 7946 0000", "US").unwrap(), "+442079460000");
+        assert_eq!(ph("+49 151 23456789", "US").unwrap(), "+4915123456789");
+        assert_eq!(ph("+44 113 496 0000", "US").unwrap(), "+441134960000");
+        assert_eq!(ph("+33 1 53 96 68 04", "US").unwrap(), "+33153966804");
     }
 
     #[test]

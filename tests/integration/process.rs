@@ -60,6 +60,8 @@ fn process_writes_csv_and_manifest_that_verify_independently() {
     assert_eq!(m["columns"]["email"]["dataType"], "STRING");
     assert_eq!(m["columns"]["identity"]["ctName"], "identity");
     assert!(m["columns"].get("notes").is_none());
+    let order: Vec<&String> = m["columns"].as_object().unwrap().keys().collect();
+    assert_eq!(order, rows[0].iter().collect::<Vec<_>>(), "manifest columns in output order");
 
     let py = wd.verify_with_python("inbox/profiles.csv", &format!("outbox/{out}"), &[]);
     assert!(
@@ -299,4 +301,58 @@ fn keyring_from_environment_overrides_config() {
     // Verifies only with the other keyring.
     let py = wd.verify_with_python("inbox/p.csv", &format!("outbox/{out}"), &[]);
     assert!(!py.status.success());
+}
+
+/// Copies `samples/` into a scratch dir (the demo config and keyring).
+fn samples_workdir() -> Workdir {
+    let wd = Workdir { dir: tempfile::tempdir().unwrap() };
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    for sub in ["inbox", "keys", "expected"] {
+        std::fs::create_dir_all(wd.path(sub)).unwrap();
+        for e in std::fs::read_dir(src.join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), wd.path(sub).join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::copy(src.join("piigate.toml"), wd.path("piigate.toml")).unwrap();
+    wd
+}
+
+/// Regression: the csv crate counts CRLF lines short; rejects must name the
+/// physical line where the bad record starts (the sample has CRLF line ends,
+/// a BOM and quoted fields with embedded line breaks).
+#[test]
+fn sample_bad_rows_are_reported_on_their_physical_lines() {
+    let wd = samples_workdir();
+    let run = wd.piigate(&["process", "--config", "piigate.toml", "inbox/profiles-2026-11-29.csv"]);
+    run.expect_ok();
+    assert!(run.stderr().contains("DEMO keyring"), "the demo keyring is announced\n{}", run.describe());
+    let expected: serde_json::Value =
+        serde_json::from_str(&wd.read("expected/profiles-2026-11-29.csv.bad.json")).unwrap();
+    let mut want: Vec<u64> = ["ragged", "missing_email", "bad_phone"]
+        .iter()
+        .flat_map(|k| expected[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .collect();
+    want.sort();
+    let report_name = &wd.list("state/runs")[0];
+    let report: serde_json::Value = serde_json::from_str(&wd.read(&format!("state/runs/{report_name}"))).unwrap();
+    let got: Vec<u64> =
+        report["files"][0]["rejects"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    assert_eq!(got, want);
+    let out = wd.list("outbox").into_iter().find(|n| n.ends_with(".csv")).unwrap();
+    let py = wd.verify_with_python("inbox/profiles-2026-11-29.csv", &format!("outbox/{out}"), &got);
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stdout));
+}
+
+#[test]
+fn every_sample_file_verifies_independently() {
+    let wd = samples_workdir();
+    wd.piigate(&["process", "--config", "piigate.toml", "inbox/profiles-2026-11-28.csv", "inbox/crm-export-eu.csv"])
+        .expect_ok();
+    for (input, stem) in [("profiles-2026-11-28.csv", "profiles-2026-11-28-"), ("crm-export-eu.csv", "crm-export-eu-")]
+    {
+        let out = wd.list("outbox").into_iter().find(|n| n.starts_with(stem) && n.ends_with(".csv")).unwrap();
+        let py = wd.verify_with_python(&format!("inbox/{input}"), &format!("outbox/{out}"), &[]);
+        assert!(py.status.success(), "{input}: {}", String::from_utf8_lossy(&py.stdout));
+    }
 }
