@@ -379,3 +379,82 @@ impl<R: Read> Read for CountingReader<R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::aead;
+    use crate::crypto::keys::{Dek, DekId, PseudonymKey};
+    use crate::settings::Settings;
+    use std::sync::Mutex;
+
+    struct MemKeys(Mutex<Vec<(DekId, Dek)>>);
+
+    impl DataKeySource for MemKeys {
+        fn fresh_key(&self) -> Result<(DataKey, DekRecord), String> {
+            let (id, dek) = (DekId::generate(), Dek::generate());
+            self.0.lock().unwrap().push((id, dek.clone()));
+            let rec = DekRecord {
+                dek_id: id.to_string(),
+                kek_id: "k0".into(),
+                nonce: String::new(),
+                wrapped: String::new(),
+                created: String::new(),
+            };
+            Ok((DataKey::new(id, &dek), rec))
+        }
+    }
+
+    const CFG: &str = r#"
+[keys]
+keyring = "k.toml"
+[schema]
+[[schema.columns]]
+name = "email"
+action = "encrypt"
+[[schema.columns]]
+name = "n"
+"#;
+
+    /// A data key encrypts at most `values_per_dek` values; a longer file rolls
+    /// over to fresh keys as it goes, and every token names the key that
+    /// encrypted it.
+    #[test]
+    fn data_keys_roll_over_at_the_value_limit() {
+        let settings = Settings::from_toml(std::path::Path::new("/x/p.toml"), CFG, None).unwrap();
+        let mut input = String::from("email,n\n");
+        for i in 0..2500 {
+            input.push_str(&format!("user{i}@example.test,{i}\n"));
+        }
+        let keys = MemKeys(Mutex::new(Vec::new()));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let cancel = AtomicBool::new(false);
+        let pseudonymizer = Pseudonymizer::new(&PseudonymKey::generate());
+        let job = FileJob {
+            schema: &settings.schema,
+            delimiter: b',',
+            pseudonymizer: &pseudonymizer,
+            keys: &keys,
+            pool: &pool,
+            progress: &(),
+            cancel: &cancel,
+            options: EngineOptions { chunk_rows: 100, max_in_flight: 4, values_per_dek: 1000 },
+        };
+        let (outcome, out) = process_stream(&job, input.as_bytes(), |_| Ok(Vec::new())).unwrap();
+        assert_eq!(outcome.rows_written, 2500);
+        assert_eq!(outcome.data_keys.len(), 3, "1000 + 1000 + 500 values");
+        let made = keys.0.lock().unwrap();
+        let mut per_key = std::collections::HashMap::new();
+        let mut r = csv::Reader::from_reader(&out[..]);
+        for (i, rec) in r.records().enumerate() {
+            let rec = rec.unwrap();
+            let (id, payload) = aead::parse_token(rec[0].as_bytes()).unwrap();
+            let (_, dek) = made.iter().find(|(k, _)| *k == id).unwrap();
+            let plain = DataKey::new(id, dek).decrypt_payload(b"email", &payload).unwrap();
+            assert_eq!(plain, format!("user{i}@example.test").as_bytes());
+            assert_eq!(&rec[1], i.to_string());
+            *per_key.entry(id).or_insert(0u64) += 1;
+        }
+        assert!(per_key.values().all(|&n| n <= 1000), "{per_key:?}");
+    }
+}

@@ -152,3 +152,38 @@ fn kill_9_mid_file_leaves_no_final_output_and_the_next_run_completes_once() {
     run(&wd, &[]).expect_ok();
     assert_eq!(csvs(&wd).len(), 1);
 }
+
+#[test]
+fn watch_stops_cleanly_on_sigterm_and_logs_json() {
+    let wd = Workdir::new("");
+    wd.write("inbox/good.csv", GOOD);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_piigate"))
+        .current_dir(wd.dir.path())
+        .args(["run", "--config", "piigate.toml", "--watch", "1", "--log-format", "json"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wd.list("archive").is_empty() {
+        assert!(Instant::now() < deadline, "the watcher did not process the file");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A file arriving later is picked up on a later poll.
+    wd.write("inbox/later.csv", GOOD);
+    while wd.list("archive").len() < 2 {
+        assert!(Instant::now() < deadline, "the watcher did not pick up the second file");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+    }
+    assert!(stderr.contains("stopped by signal"), "{stderr}");
+    assert_eq!(csvs(&wd).len(), 2);
+    assert!(!wd.list("outbox").iter().any(|n| n.ends_with(".partial")));
+}

@@ -356,3 +356,24 @@ fn every_sample_file_verifies_independently() {
         assert!(py.status.success(), "{input}: {}", String::from_utf8_lossy(&py.stdout));
     }
 }
+
+#[test]
+fn invalid_utf8_in_a_transformed_column_rejects_the_row() {
+    let wd = Workdir::new("");
+    let mut bytes = b"email,phone,name,city,score,notes\n".to_vec();
+    bytes.extend_from_slice(b"a@example.test,,Ana,Town,1,\n");
+    bytes.extend_from_slice(b"b@example.test,,B\xff\xfeb,Town,2,\n"); // line 3: bad UTF-8 in the encrypted name
+    bytes.extend_from_slice(b"c@example.test,,Cy,T\xffwn,3,\n"); // line 4: kept column, passed through as bytes
+    for i in 0..20 {
+        bytes.extend_from_slice(format!("u{i}@example.test,,U,Town,{i},\n").as_bytes());
+    }
+    wd.write("inbox/utf8.csv", &bytes);
+    process(&wd, &["inbox/utf8.csv"]).expect_ok();
+    let report_name = &wd.list("state/runs")[0];
+    let report: serde_json::Value = serde_json::from_str(&wd.read(&format!("state/runs/{report_name}"))).unwrap();
+    let rejects = report["files"][0]["rejects"].as_array().unwrap();
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0]["line"], 3);
+    assert_eq!(rejects[0]["kind"], "invalid_utf8");
+    assert_eq!(rejects[0]["column"], "name");
+}
