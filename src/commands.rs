@@ -186,7 +186,7 @@ fn process_cmd(
         reporter,
         cancel: &cancel,
         timestamp: report::compact_timestamp(started),
-        options: EngineOptions::default(),
+        options: EngineOptions { sequential: threads == 1, ..EngineOptions::default() },
     };
     let started_text = report::now_rfc3339();
     let next = AtomicUsize::new(0);
@@ -596,7 +596,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
             reporter,
             cancel: &cancel,
             timestamp: report::compact_timestamp(started),
-            options: EngineOptions::default(),
+            options: EngineOptions { sequential: threads == 1, ..EngineOptions::default() },
         };
         let job = Job {
             ctx: &ctx,

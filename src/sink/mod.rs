@@ -26,7 +26,7 @@ pub enum SinkError {
 }
 
 /// An output being written.
-pub trait PendingOutput: Write {
+pub trait PendingOutput: Write + Send {
     /// Flushes, makes durable and renames into place. Returns the final
     /// location (path or URL-like text).
     ///

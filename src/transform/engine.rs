@@ -47,11 +47,13 @@ pub struct EngineOptions {
     pub max_in_flight: usize,
     /// Values a data key may encrypt before a new one is rolled.
     pub values_per_dek: u64,
+    /// Everything on the calling thread (`--jobs 1`).
+    pub sequential: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { chunk_rows: 1000, max_in_flight: 16, values_per_dek: MAX_VALUES_PER_DEK }
+        Self { chunk_rows: 1000, max_in_flight: 16, values_per_dek: MAX_VALUES_PER_DEK, sequential: false }
     }
 }
 
@@ -187,7 +189,7 @@ pub struct FileJob<'a> {
 /// Once the header has passed the schema, the file's first data key is made
 /// and `open_output` is called with its id (which names the output); no key
 /// and no output exist for a file whose header is refused.
-pub fn process_stream<W: Write>(
+pub fn process_stream<W: Write + Send>(
     job: &FileJob<'_>,
     input: impl Read,
     open_output: impl FnOnce(&crate::crypto::keys::DekId) -> Result<W, String>,
@@ -247,73 +249,120 @@ pub fn process_stream<W: Write>(
     let (mut next_read, mut next_write, mut in_flight) = (0u64, 0u64, 0usize);
     let mut eof = false;
 
-    loop {
-        if job.cancel.load(Ordering::Relaxed) {
-            return Err(EngineError::Interrupted);
+    // Output bytes go to a writer thread (write syscalls and the output hash
+    // run beside parsing); with `sequential` everything stays on this thread.
+    let (wtx, wrx) = crossbeam_channel::bounded::<Vec<u8>>(opts.max_in_flight.max(1));
+    let write_all = |out: &mut HashingWriter<io::BufWriter<W>>, rx: crossbeam_channel::Receiver<Vec<u8>>| {
+        for bytes in rx {
+            out.write_all(&bytes)?;
         }
-        while !eof {
-            let Some(mut chunk) = free.pop() else { break };
-            let mut n = 0;
-            while n < opts.chunk_rows {
-                if chunk.len() == n {
-                    chunk.push(ByteRecord::new());
+        out.flush()
+    };
+    let mut out_slot = Some(out);
+    let result: Result<(), EngineError> = std::thread::scope(|scope| {
+        let writer = if opts.sequential {
+            None
+        } else {
+            let mut out = out_slot.take().expect("present");
+            let rx = wrx.clone();
+            Some(scope.spawn(move || write_all(&mut out, rx).map(|_| out)))
+        };
+        drop(wrx);
+        let mut emit = |bytes: Vec<u8>| -> Result<(), EngineError> {
+            match out_slot.as_mut() {
+                Some(out) => out.write_all(&bytes).map_err(EngineError::Write),
+                None => wtx.send(bytes).map_err(|_| EngineError::Write(io::Error::other("output writer stopped"))),
+            }
+        };
+        let run = (|| -> Result<(), EngineError> {
+            loop {
+                if job.cancel.load(Ordering::Relaxed) {
+                    return Err(EngineError::Interrupted);
                 }
-                if !rdr.read_byte_record(&mut chunk[n]).map_err(read_err)? {
-                    eof = true;
-                    break;
+                while !eof {
+                    let Some(mut chunk) = free.pop() else { break };
+                    let mut n = 0;
+                    while n < opts.chunk_rows {
+                        if chunk.len() == n {
+                            chunk.push(ByteRecord::new());
+                        }
+                        if !rdr.read_byte_record(&mut chunk[n]).map_err(read_err)? {
+                            eof = true;
+                            break;
+                        }
+                        // Byte offsets are relative to what the csv reader saw,
+                        // which starts after a stripped BOM.
+                        let start = chunk[n].position().map_or(0, |p| p.byte()) + bom;
+                        let line = rdr.get_mut().get_mut().line_at(start);
+                        let mut pos = csv::Position::new();
+                        pos.set_line(line).set_byte(start);
+                        chunk[n].set_position(Some(pos));
+                        n += 1;
+                    }
+                    chunk.truncate(n);
+                    if n == 0 {
+                        free.push(chunk);
+                        break;
+                    }
+                    let upper = n as u64 * encrypt_cols;
+                    if encrypt_cols > 0 && key_values + upper > opts.values_per_dek {
+                        let (k, rec) = job.keys.fresh_key().map_err(EngineError::Key)?;
+                        key = Arc::new(k);
+                        outcome.data_keys.push(rec);
+                        key_values = 0;
+                    }
+                    key_values += upper;
+                    if opts.sequential {
+                        let result = transformer.transform_chunk(&chunk, &key);
+                        pending.insert(next_read, (result, chunk));
+                    } else {
+                        let (t, k, tx, seq) = (transformer.clone(), key.clone(), tx.clone(), next_read);
+                        job.pool.spawn(move || {
+                            let result = t.transform_chunk(&chunk, &k);
+                            let _ = tx.send((seq, result, chunk));
+                        });
+                        in_flight += 1;
+                    }
+                    next_read += 1;
                 }
-                // Byte offsets are relative to what the csv reader saw, which
-                // starts after a stripped BOM.
-                let start = chunk[n].position().map_or(0, |p| p.byte()) + bom;
-                let line = rdr.get_mut().get_mut().line_at(start);
-                let mut pos = csv::Position::new();
-                pos.set_line(line).set_byte(start);
-                chunk[n].set_position(Some(pos));
-                n += 1;
+                if in_flight == 0 && pending.is_empty() {
+                    return Ok(());
+                }
+                if in_flight > 0 {
+                    // Wait for at least one result, then take whatever else is ready.
+                    let first =
+                        rx.recv().map_err(|_| EngineError::Write(io::Error::other("transform worker vanished")))?;
+                    in_flight -= 1;
+                    pending.insert(first.0, (first.1, first.2));
+                    while let Ok((seq, res, chunk)) = rx.try_recv() {
+                        in_flight -= 1;
+                        pending.insert(seq, (res, chunk));
+                    }
+                }
+                while let Some((res, chunk)) = pending.remove(&next_write) {
+                    outcome.rows_read += res.rows;
+                    outcome.rows_written += res.written;
+                    outcome.values_encrypted += res.encrypted;
+                    outcome.rejects.extend(res.rejects);
+                    emit(res.bytes)?;
+                    free.push(chunk);
+                    next_write += 1;
+                    job.progress.update(shared.bytes.load(Ordering::Relaxed), outcome.rows_read);
+                }
             }
-            chunk.truncate(n);
-            if n == 0 {
-                free.push(chunk);
-                break;
+        })();
+        drop(wtx);
+        if let Some(w) = writer {
+            match w.join() {
+                Ok(Ok(out)) => out_slot = Some(out),
+                Ok(Err(e)) => return Err(EngineError::Write(e)),
+                Err(_) => return Err(EngineError::Write(io::Error::other("output writer panicked"))),
             }
-            let upper = n as u64 * encrypt_cols;
-            if encrypt_cols > 0 && key_values + upper > opts.values_per_dek {
-                let (k, rec) = job.keys.fresh_key().map_err(EngineError::Key)?;
-                key = Arc::new(k);
-                outcome.data_keys.push(rec);
-                key_values = 0;
-            }
-            key_values += upper;
-            let (t, k, tx, seq) = (transformer.clone(), key.clone(), tx.clone(), next_read);
-            job.pool.spawn(move || {
-                let result = t.transform_chunk(&chunk, &k);
-                let _ = tx.send((seq, result, chunk));
-            });
-            next_read += 1;
-            in_flight += 1;
         }
-        if in_flight == 0 {
-            break;
-        }
-        // Wait for at least one result, then take whatever else is ready.
-        let first = rx.recv().map_err(|_| EngineError::Write(io::Error::other("transform worker vanished")))?;
-        in_flight -= 1;
-        pending.insert(first.0, (first.1, first.2));
-        while let Ok((seq, res, chunk)) = rx.try_recv() {
-            in_flight -= 1;
-            pending.insert(seq, (res, chunk));
-        }
-        while let Some((res, chunk)) = pending.remove(&next_write) {
-            out.write_all(&res.bytes).map_err(EngineError::Write)?;
-            outcome.rows_read += res.rows;
-            outcome.rows_written += res.written;
-            outcome.values_encrypted += res.encrypted;
-            outcome.rejects.extend(res.rejects);
-            free.push(chunk);
-            next_write += 1;
-            job.progress.update(shared.bytes.load(Ordering::Relaxed), outcome.rows_read);
-        }
-    }
+        run
+    });
+    result?;
+    let mut out = out_slot.expect("writer returned the output");
     out.flush().map_err(EngineError::Write)?;
     outcome.output_bytes = out.bytes;
     outcome.output_sha256 = data_encoding::HEXLOWER.encode(&out.hasher.finalize());
@@ -438,7 +487,7 @@ name = "n"
             pool: &pool,
             progress: &(),
             cancel: &cancel,
-            options: EngineOptions { chunk_rows: 100, max_in_flight: 4, values_per_dek: 1000 },
+            options: EngineOptions { chunk_rows: 100, max_in_flight: 4, values_per_dek: 1000, sequential: false },
         };
         let (outcome, out) = process_stream(&job, input.as_bytes(), |_| Ok(Vec::new())).unwrap();
         assert_eq!(outcome.rows_written, 2500);
