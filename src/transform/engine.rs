@@ -470,6 +470,12 @@ name = "n"
     /// encrypted it.
     #[test]
     fn data_keys_roll_over_at_the_value_limit() {
+        for sequential in [false, true] {
+            roll_over(sequential);
+        }
+    }
+
+    fn roll_over(sequential: bool) {
         let settings = Settings::from_toml(std::path::Path::new("/x/p.toml"), CFG, None).unwrap();
         let mut input = String::from("email,n\n");
         for i in 0..2500 {
@@ -487,7 +493,7 @@ name = "n"
             pool: &pool,
             progress: &(),
             cancel: &cancel,
-            options: EngineOptions { chunk_rows: 100, max_in_flight: 4, values_per_dek: 1000, sequential: false },
+            options: EngineOptions { chunk_rows: 100, max_in_flight: 4, values_per_dek: 1000, sequential },
         };
         let (outcome, out) = process_stream(&job, input.as_bytes(), |_| Ok(Vec::new())).unwrap();
         assert_eq!(outcome.rows_written, 2500);

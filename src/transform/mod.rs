@@ -228,9 +228,19 @@ impl Plan {
 /// The per-record transform for one file; shared by worker threads.
 pub struct Transformer {
     plan: Plan,
+    /// Input columns read by more than one phone/email-normalized output.
+    shared_inputs: Vec<usize>,
     pseudonymizer: Pseudonymizer,
     prefix: String,
     region: Option<phonenumber::country::Id>,
+}
+
+/// Per-thread scratch space reused across records.
+struct Buffers {
+    cell: Vec<u8>,
+    scratch: Vec<u8>,
+    /// Normalized values of this row, by (input column, normalization).
+    memo: Vec<(usize, Normalize, String)>,
 }
 
 /// The result of transforming one chunk of records.
@@ -251,7 +261,20 @@ pub struct ChunkOutput {
 impl Transformer {
     /// Builds the transform for `plan`.
     pub fn new(plan: Plan, pseudonymizer: Pseudonymizer, schema: &Schema) -> Self {
-        Self { plan, pseudonymizer, prefix: schema.pseudonym_prefix.clone(), region: schema.default_region }
+        let costly: Vec<usize> = plan
+            .columns
+            .iter()
+            .filter(|c| matches!(c.normalize, Normalize::Phone | Normalize::Email))
+            .map(|c| c.input_index)
+            .collect();
+        let shared_inputs = costly.iter().copied().filter(|i| costly.iter().filter(|j| *j == i).count() > 1).collect();
+        Self {
+            plan,
+            shared_inputs,
+            pseudonymizer,
+            prefix: schema.pseudonym_prefix.clone(),
+            region: schema.default_region,
+        }
     }
 
     /// The plan.
@@ -263,14 +286,13 @@ impl Transformer {
     pub fn transform_chunk(&self, records: &[ByteRecord], key: &DataKey) -> ChunkOutput {
         let mut out = ChunkOutput { bytes: Vec::with_capacity(records.len() * 256), ..Default::default() };
         let mut row = ByteRecord::with_capacity(1024, self.plan.columns.len());
-        let mut cell = Vec::with_capacity(256);
-        let mut scratch = Vec::with_capacity(256);
+        let mut bufs = Buffers { cell: Vec::with_capacity(256), scratch: Vec::with_capacity(256), memo: Vec::new() };
         {
             let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(&mut out.bytes);
             for rec in records {
                 out.rows += 1;
                 row.clear();
-                match self.transform_record(rec, key, &mut row, &mut cell, &mut scratch, &mut out.encrypted) {
+                match self.transform_record(rec, key, &mut row, &mut bufs, &mut out.encrypted) {
                     Ok(()) => {
                         // Writing to a Vec cannot fail.
                         let _ = w.write_byte_record(&row);
@@ -292,10 +314,11 @@ impl Transformer {
         rec: &ByteRecord,
         key: &DataKey,
         row: &mut ByteRecord,
-        cell: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
+        bufs: &mut Buffers,
         encrypted: &mut u64,
     ) -> Result<(), RejectReason> {
+        let Buffers { cell, scratch, memo } = bufs;
+        memo.clear();
         if rec.len() != self.plan.input_width {
             return Err(RejectReason::WrongFieldCount { expected: self.plan.input_width, found: rec.len() });
         }
@@ -313,8 +336,24 @@ impl Transformer {
             }
             let text = std::str::from_utf8(raw)
                 .map_err(|_| RejectReason::InvalidUtf8 { column: c.input_name.clone(), index: c.input_index + 1 })?;
-            let value = normalize::normalize(c.normalize, text, self.region)
-                .map_err(|_| RejectReason::NotAPhone { column: c.input_name.clone(), index: c.input_index + 1 })?;
+            // A phone or email read by two outputs (phone and phone_hint) is
+            // normalized once per row.
+            let memo_hit = (c.normalize == Normalize::Phone || c.normalize == Normalize::Email)
+                .then(|| memo.iter().find(|(i, n, _)| *i == c.input_index && *n == c.normalize))
+                .flatten()
+                .map(|(_, _, v)| std::borrow::Cow::Owned(v.clone()));
+            let value = match memo_hit {
+                Some(v) => v,
+                None => {
+                    let v = normalize::normalize(c.normalize, text, self.region).map_err(|_| {
+                        RejectReason::NotAPhone { column: c.input_name.clone(), index: c.input_index + 1 }
+                    })?;
+                    if self.shared_inputs.contains(&c.input_index) {
+                        memo.push((c.input_index, c.normalize, v.clone().into_owned()));
+                    }
+                    v
+                }
+            };
             if c.required && value.trim().is_empty() {
                 return Err(RejectReason::RequiredEmpty { column: c.input_name.clone(), index: c.input_index + 1 });
             }

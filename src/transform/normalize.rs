@@ -56,6 +56,9 @@ fn email(value: &str) -> Cow<'_, str> {
 /// Splits off a trailing extension (`x123`, `ext 45`, `ext. 45`,
 /// `extension 7`, `#12`), returning the main part.
 fn strip_extension(v: &str) -> &str {
+    if !v.bytes().any(|b| b.is_ascii_alphabetic() || b == b'#') {
+        return v;
+    }
     let lower = v.to_ascii_lowercase();
     for marker in ["extension", "ext.", "ext", "x", "#"] {
         if let Some(pos) = lower.rfind(marker) {
@@ -216,10 +219,11 @@ struct CodeFacts {
     complex: bool,
 }
 
-fn code_facts() -> &'static std::collections::HashMap<u16, CodeFacts> {
-    static FACTS: std::sync::OnceLock<std::collections::HashMap<u16, CodeFacts>> = std::sync::OnceLock::new();
+/// Facts per calling code, indexed by the code (1-999).
+fn code_facts() -> &'static [Option<CodeFacts>] {
+    static FACTS: std::sync::OnceLock<Vec<Option<CodeFacts>>> = std::sync::OnceLock::new();
     FACTS.get_or_init(|| {
-        let mut map = std::collections::HashMap::new();
+        let mut map: Vec<Option<CodeFacts>> = (0..1000).map(|_| None).collect();
         for code in 1u16..1000 {
             let Some(regions) = phonenumber::metadata::DATABASE.by_code(&code) else { continue };
             let mut prefixes: Vec<String> =
@@ -238,7 +242,7 @@ fn code_facts() -> &'static std::collections::HashMap<u16, CodeFacts> {
                     }
                 }
             }
-            map.insert(code, CodeFacts { prefixes, alts, complex });
+            map[code as usize] = Some(CodeFacts { prefixes, alts, complex });
         }
         map
     })
@@ -264,7 +268,7 @@ fn fast_e164(main: &str, region: Option<country::Id>) -> Option<String> {
         // Country codes are prefix-free: at most one of 1-3 leading digits is one.
         let (code, facts, nsn) = (1..=3).filter(|&l| l < n).find_map(|l| {
             let code: u16 = digits[..l].parse().ok()?;
-            code_facts().get(&code).map(|f| (code, f, &digits[l..]))
+            code_facts().get(code as usize)?.as_ref().map(|f| (code, f, &digits[l..]))
         })?;
         if facts.complex
             || nsn.len() < 4
