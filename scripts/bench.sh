@@ -370,6 +370,9 @@ NPROC=$(nproc)
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
 [ -n "$CPU" ] || CPU=$(uname -m)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v a="${LOAD_BEFORE%% *}" -v n="$NPROC" 'BEGIN {exit !(a > n / 2)}'; then
+    say "warning: load average is $LOAD_BEFORE on $NPROC CPUs: other work will inflate the timings"
+fi
 
 for r in "${ROWS[@]}"; do
     in=$(profile "$r")
@@ -444,9 +447,9 @@ for n, tool, wall, rss, lo, hi in rows:
     n_i, wall = int(n), float(wall)
     size = os.path.getsize(os.path.join(bench, f"profiles-{n}.csv"))
     w = max(wall, 0.005)  # GNU time has 10 ms resolution
-    ratio = wall / copy[n] if copy.get(n) else float("nan")
+    ratio = f"{w / max(copy[n], 0.005):.1f}" if n in copy else "–"
     print(f"| {n_i:,} | {tool} | {wall:.2f} | {n_i / w:,.0f} | {size / 1e6 / w:,.1f} | "
-          f"{int(rss) / 1024:,.1f} | {ratio:.1f} | {float(lo):.2f}–{float(hi):.2f} |")
+          f"{float(rss) / 1024:,.1f} | {ratio} | {float(lo):.2f}–{float(hi):.2f} |")
 EOF
 
 # Memory flatness: peak RSS of piigate process at each size.
@@ -459,6 +462,9 @@ FLAT=$(awk -F'\t' '$2 ~ /^piigate process/ {printf "%s%s @ %s rows: %.1f MB", se
     echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ), total time $(( ($(date +%s) - START_TIME) / 60 )) min"
     echo "- machine: $NPROC CPUs (nproc), $CPU, $(awk '/MemTotal/ {printf "%.1f GB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
     echo "- load average before / after: $LOAD_BEFORE / $LOAD_AFTER"
+    if awk -v a="${LOAD_BEFORE%% *}" -v b="${LOAD_AFTER%% *}" -v n="$NPROC" 'BEGIN {exit !(a > n / 2 || b > n / 2)}'; then
+        echo "- **warning: the machine was busy with other work (load average above half the CPUs): timings are inflated and noisy; rerun on an idle machine**"
+    fi
     echo "- piigate: git $GIT; $(rustc --version 2>/dev/null || echo rustc unknown); python $(python3 -c 'import platform; print(platform.python_version())')$([ "$PANDAS" = 1 ] && python3 -c 'import pandas, cryptography; print(f", pandas {pandas.__version__}, cryptography {cryptography.__version__}")')"
     echo "- $RUNS runs each, medians; inputs from \`scripts/gen_profiles.py --seed 1\` (warm page cache); config \`scripts/bench/bench.toml\` (5 encrypted, 1 pseudonymized, 10 kept columns)"
     echo

@@ -112,6 +112,15 @@ pub enum Command {
         /// Configuration file (TOML).
         #[arg(long, short = 'c')]
         config: PathBuf,
+        /// Print the results as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Scan only the first N data rows of each file (quick check).
+        #[arg(long, value_name = "N")]
+        sample: Option<u64>,
+        /// Worker threads (default: all cores).
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
         /// Input CSV files.
         #[arg(required = true)]
         files: Vec<PathBuf>,

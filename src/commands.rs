@@ -39,10 +39,10 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Keys { command: KeysCommand::Rotate { keyring } } => rotate(&keyring),
         Command::Process { config, output, jobs, files } => process_cmd(&config, output, jobs, &files, bars),
         Command::Run { config, watch, dry_run, wait, jobs } => run_cmd(&config, watch, dry_run, wait, jobs, bars),
-        Command::Audit { .. } => Err(usage(anyhow!(
-            "`piigate audit` is not available in this version; `piigate process` checks files against the schema as it runs"
-        ))),
-        Command::Decrypt { config, reason, columns, file, output } => decrypt(&config, &reason, columns, &file, &output),
+        Command::Audit { config, json, sample, jobs, files } => audit_cmd(&config, json, sample, jobs, &files),
+        Command::Decrypt { config, reason, columns, file, output } => {
+            decrypt(&config, &reason, columns, &file, &output)
+        }
         Command::Pseudonym { config, column, reason, value } => pseudonym(&config, column.as_deref(), &reason, &value),
         Command::AccessLog { command: AccessLogCommand::Verify { config } } => verify_log(&config),
     };
@@ -691,4 +691,143 @@ fn sftp_sink_exists(
         }
         _ => Ok(false),
     }
+}
+
+/// Data keys that exist only in memory: `audit` runs the real transform but
+/// publishes nothing, so nothing goes to the keystore.
+struct EphemeralKeys;
+
+impl crate::transform::engine::DataKeySource for EphemeralKeys {
+    fn fresh_key(&self) -> Result<(DataKey, keystore::DekRecord), String> {
+        let (id, dek) = (DekId::generate(), crate::crypto::keys::Dek::generate());
+        let rec = keystore::DekRecord {
+            dek_id: id.to_string(),
+            kek_id: String::new(),
+            nonce: String::new(),
+            wrapped: String::new(),
+            created: String::new(),
+        };
+        Ok((DataKey::new(id, &dek), rec))
+    }
+}
+
+#[derive(serde::Serialize)]
+struct AuditResult {
+    file: String,
+    would_reject: bool,
+    reasons: Vec<String>,
+    rows_scanned: u64,
+    rows_rejected: u64,
+    rejects: Vec<crate::transform::Reject>,
+    columns_scanned: Vec<String>,
+    findings: Vec<crate::audit::scan::Finding>,
+    warnings: Vec<String>,
+}
+
+fn audit_cmd(config: &Path, json: bool, sample: Option<u64>, jobs: Option<usize>, files: &[PathBuf]) -> CmdResult {
+    use crate::settings::UnflaggedPii;
+    use crate::transform::engine::{self, FileJob};
+    let settings = load_settings(config)?;
+    let (pool, threads) = build_pool(jobs)?;
+    let cancel = cancel_flag();
+    // The audit publishes nothing: it needs no key material at all.
+    let pseudonymizer = Pseudonymizer::new(&crate::crypto::keys::PseudonymKey::generate());
+    let mut results = Vec::new();
+    for path in files {
+        let display = path.display().to_string();
+        let mut r = AuditResult {
+            file: display.clone(),
+            would_reject: false,
+            reasons: Vec::new(),
+            rows_scanned: 0,
+            rows_rejected: 0,
+            rejects: Vec::new(),
+            columns_scanned: Vec::new(),
+            findings: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let input = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                r.would_reject = true;
+                r.reasons.push(format!("cannot open {display}: {e}"));
+                results.push(r);
+                continue;
+            }
+        };
+        let job = FileJob {
+            schema: &settings.schema,
+            delimiter: settings.delimiter,
+            pseudonymizer: &pseudonymizer,
+            keys: &EphemeralKeys,
+            pool: &pool,
+            progress: &(),
+            cancel: &cancel,
+            options: EngineOptions { sequential: threads == 1, max_rows: sample, ..EngineOptions::default() },
+            audit_lines: Some(settings.audit.thresholds.max_lines),
+        };
+        match engine::process_stream(&job, input, |_| Ok(std::io::sink())) {
+            Err(e) => {
+                r.would_reject = true;
+                r.reasons.push(e.to_string());
+            }
+            Ok((outcome, _)) => {
+                r.rows_scanned = outcome.rows_read;
+                r.rows_rejected = outcome.rejects.len() as u64;
+                r.columns_scanned = outcome.scanners.iter().map(|(n, _)| n.clone()).collect();
+                let ratio = r.rows_rejected as f64 / outcome.rows_read.max(1) as f64;
+                if r.rows_rejected > 0 && ratio > settings.schema.max_reject_ratio {
+                    r.would_reject = true;
+                    r.reasons.push(format!(
+                        "{} of {} rows rejected ({:.2}%), more than [schema] max_reject_ratio = {}",
+                        r.rows_rejected,
+                        outcome.rows_read,
+                        ratio * 100.0,
+                        settings.schema.max_reject_ratio
+                    ));
+                }
+                r.rejects = outcome.rejects.into_iter().take(20).collect();
+                let (findings, hints) = process::audit_findings(&settings, &outcome.scanners);
+                let blocking = findings.iter().any(|f| f.confidence >= crate::audit::scan::Confidence::Medium);
+                if blocking && settings.audit.unflagged_pii == UnflaggedPii::Quarantine {
+                    r.would_reject = true;
+                    r.reasons.push("personal data in columns the schema keeps as they are ([audit] unflagged_pii = \"quarantine\")".into());
+                }
+                r.findings = findings;
+                r.warnings = hints;
+            }
+        }
+        results.push(r);
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &results).map_err(|e| failed(anyhow!(e)))?;
+        let _ = writeln!(out);
+    } else {
+        for r in &results {
+            let verdict = if r.would_reject { "REJECT" } else { "ok" };
+            let _ = writeln!(
+                out,
+                "{}: {verdict} ({} rows checked{}, {} rejected, {} kept column(s) scanned)",
+                r.file,
+                r.rows_scanned,
+                if sample.is_some() { " (sample)" } else { "" },
+                r.rows_rejected,
+                r.columns_scanned.len()
+            );
+            for reason in &r.reasons {
+                let _ = writeln!(out, "  reason:  {reason}");
+            }
+            for f in &r.findings {
+                let _ = writeln!(out, "  finding: {}", process::describe_finding(f));
+            }
+            for w in &r.warnings {
+                let _ = writeln!(out, "  warning: {w}");
+            }
+            for rej in r.rejects.iter().take(5) {
+                let _ = writeln!(out, "  row:     line {}: {}", rej.line, rej.message);
+            }
+        }
+    }
+    Ok(if results.iter().any(|r| r.would_reject) { ExitStatus::FilesFailed } else { ExitStatus::Ok })
 }

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod accesslog;
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod crypto;

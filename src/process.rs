@@ -14,7 +14,7 @@ use crate::keyring::Keyring;
 use crate::keystore::{self, DekRecord};
 use crate::manifest;
 use crate::report::{FileReport, FileStatus, OutputReport, Reporter, MAX_LISTED_REJECTS};
-use crate::settings::{ManifestKind, Settings};
+use crate::settings::{ManifestKind, Settings, UnflaggedPii};
 use crate::sink::Sink;
 use crate::transform::engine::{self, DataKeySource, EngineError, EngineOptions, FileJob};
 
@@ -123,6 +123,7 @@ fn run(
         progress,
         cancel: ctx.cancel,
         options: ctx.options,
+        audit_lines: (s.audit.unflagged_pii != UnflaggedPii::Ignore).then_some(s.audit.thresholds.max_lines),
     };
     let mut out_name = String::new();
     let open = |id: &crate::crypto::keys::DekId| -> Result<Box<dyn crate::sink::PendingOutput + '_>, String> {
@@ -150,6 +151,27 @@ fn run(
     report.data_keys = outcome.data_keys.clone();
     report.rejects = outcome.rejects.iter().take(MAX_LISTED_REJECTS).cloned().collect();
 
+    let (findings, hints) = audit_findings(s, &outcome.scanners);
+    report.findings = findings.clone();
+    report.warnings = hints;
+    let blocking: Vec<&crate::audit::scan::Finding> =
+        findings.iter().filter(|f| f.confidence >= crate::audit::scan::Confidence::Medium).collect();
+    if !blocking.is_empty() && s.audit.unflagged_pii == UnflaggedPii::Quarantine {
+        let list: Vec<String> = blocking.iter().map(|f| describe_finding(f)).collect();
+        return Err((
+            FileStatus::Failed,
+            format!(
+                "personal data in columns the schema keeps as they are: {}; encrypt, mask or drop those columns in [[schema.columns]], or set [audit] unflagged_pii = \"warn\"",
+                list.join("; ")
+            ),
+        ));
+    }
+    for f in &findings {
+        tracing::warn!("{file_name}: {}", describe_finding(f));
+    }
+    for h in &report.warnings {
+        tracing::warn!("{file_name}: {h}");
+    }
     let rejected = outcome.rejects.len() as u64;
     if rejected > 0 {
         let ratio = rejected as f64 / outcome.rows_read.max(1) as f64;
@@ -241,4 +263,37 @@ fn plan_for_manifest(s: &Settings, output_columns: &[String]) -> crate::transfor
         })
         .collect();
     Plan { input_width: output_columns.len(), columns, dropped_unknown: Vec::new() }
+}
+
+/// One finding as text: column, kind, counts, first lines. Never values.
+pub fn describe_finding(f: &crate::audit::scan::Finding) -> String {
+    let lines: Vec<String> = f.lines.iter().map(u64::to_string).collect();
+    format!(
+        "column {:?}: {} in {} of {} values, {} confidence (lines {})",
+        f.column,
+        f.kind.as_str(),
+        f.matched,
+        f.scanned,
+        f.confidence.as_str(),
+        lines.join(", ")
+    )
+}
+
+/// Findings of the scanned `keep` columns under `[audit]`, and warnings for
+/// kept columns whose header looks like a PII name.
+pub fn audit_findings(
+    s: &Settings,
+    scanners: &[(String, crate::audit::scan::ColumnScanner)],
+) -> (Vec<crate::audit::scan::Finding>, Vec<String>) {
+    let mut findings = Vec::new();
+    let mut hints = Vec::new();
+    for (name, sc) in scanners {
+        findings.extend(sc.findings(name, &s.audit.thresholds));
+        if let Some(h) = crate::audit::scan::name_hint(name) {
+            hints.push(format!(
+                "column {name:?} is kept as it is but its name suggests {h}; check that it holds no personal data"
+            ));
+        }
+    }
+    (findings, hints)
 }

@@ -70,6 +70,10 @@ pub struct FileReport {
     pub outputs: Vec<OutputReport>,
     /// Data keys made for this file (also in the keystore).
     pub data_keys: Vec<DekRecord>,
+    /// Personal data found in `keep` columns (kinds, counts, lines; no values).
+    pub findings: Vec<crate::audit::scan::Finding>,
+    /// Warnings, e.g. kept columns whose name suggests PII.
+    pub warnings: Vec<String>,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -90,6 +94,8 @@ impl FileReport {
             values_encrypted: 0,
             outputs: Vec::new(),
             data_keys: Vec::new(),
+            findings: Vec::new(),
+            warnings: Vec::new(),
             seconds: 0.0,
         }
     }

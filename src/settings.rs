@@ -56,6 +56,39 @@ struct RawConfig {
     state: Option<RawState>,
     csv: Option<RawCsv>,
     schema: RawSchema,
+    audit: Option<RawAudit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    unflagged_pii: Option<UnflaggedPii>,
+    min_ratio: Option<f64>,
+    min_matches: Option<u64>,
+    max_lines: Option<usize>,
+}
+
+/// What `run` and `process` do with a file whose `keep` columns hold
+/// personal data (`[audit] unflagged_pii`).
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnflaggedPii {
+    /// The file fails (and `run` quarantines it) with the findings.
+    #[default]
+    Quarantine,
+    /// The file is published; the findings are logged and reported.
+    Warn,
+    /// Keep columns are not scanned.
+    Ignore,
+}
+
+/// `[audit]`.
+#[derive(Clone, Debug)]
+pub struct AuditSettings {
+    /// Policy for findings in `keep` columns.
+    pub unflagged_pii: UnflaggedPii,
+    /// Detection thresholds.
+    pub thresholds: crate::audit::scan::AuditThresholds,
 }
 
 #[derive(Deserialize)]
@@ -357,6 +390,8 @@ pub struct Settings {
     pub delimiter: u8,
     /// `[schema]`.
     pub schema: Schema,
+    /// `[audit]`.
+    pub audit: AuditSettings,
 }
 
 /// CleverTap's limit on one data file, in bytes (5 GB).
@@ -520,6 +555,16 @@ impl Settings {
         };
 
         let schema = resolve_schema(raw.schema, &invalid)?;
+        let mut thresholds = crate::audit::scan::AuditThresholds::default();
+        let mut unflagged_pii = UnflaggedPii::default();
+        if let Some(a) = raw.audit {
+            unflagged_pii = a.unflagged_pii.unwrap_or_default();
+            thresholds.min_ratio = a.min_ratio.unwrap_or(thresholds.min_ratio);
+            thresholds.min_matches = a.min_matches.unwrap_or(thresholds.min_matches);
+            thresholds.max_lines = a.max_lines.unwrap_or(thresholds.max_lines);
+            thresholds.validate().map_err(|m| invalid("audit", m))?;
+        }
+        let audit = AuditSettings { unflagged_pii, thresholds };
         Ok(Settings {
             config_path: path.to_owned(),
             keyring,
@@ -530,6 +575,7 @@ impl Settings {
             state_dir,
             delimiter,
             schema,
+            audit,
         })
     }
 }

@@ -49,11 +49,19 @@ pub struct EngineOptions {
     pub values_per_dek: u64,
     /// Everything on the calling thread (`--jobs 1`).
     pub sequential: bool,
+    /// Stop after this many data rows (`audit --sample`).
+    pub max_rows: Option<u64>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { chunk_rows: 1000, max_in_flight: 16, values_per_dek: MAX_VALUES_PER_DEK, sequential: false }
+        Self {
+            chunk_rows: 1000,
+            max_in_flight: 16,
+            values_per_dek: MAX_VALUES_PER_DEK,
+            sequential: false,
+            max_rows: None,
+        }
     }
 }
 
@@ -103,6 +111,8 @@ pub struct StreamOutcome {
     pub output_bytes: u64,
     /// Output header.
     pub columns: Vec<String>,
+    /// Per audited `keep` column: its input name and what was seen in it.
+    pub scanners: Vec<(String, crate::audit::scan::ColumnScanner)>,
 }
 
 /// A reader that hashes and counts what passes through.
@@ -180,6 +190,8 @@ pub struct FileJob<'a> {
     pub cancel: &'a AtomicBool,
     /// Tuning.
     pub options: EngineOptions,
+    /// Scan `keep` columns for unflagged PII, listing this many lines per finding.
+    pub audit_lines: Option<usize>,
 }
 
 /// Streams `input` through the transform into `output`.
@@ -226,7 +238,12 @@ pub fn process_stream<W: Write + Send>(
     let plan = Plan::new(job.schema, &header)?;
     let columns: Vec<String> = plan.output_names().map(str::to_owned).collect();
     let encrypt_cols = plan.encrypt_columns() as u64;
-    let transformer = Arc::new(Transformer::new(plan, job.pseudonymizer.clone(), job.schema));
+    let mut transformer = Transformer::new(plan, job.pseudonymizer.clone(), job.schema);
+    if let Some(lines) = job.audit_lines {
+        transformer = transformer.with_audit(lines);
+    }
+    let scanned: Vec<String> = transformer.scanned_columns().map(str::to_owned).collect();
+    let transformer = Arc::new(transformer);
 
     let (first_key, first_rec) = job.keys.fresh_key().map_err(EngineError::Key)?;
     let output = open_output(first_key.id()).map_err(EngineError::Open)?;
@@ -238,6 +255,7 @@ pub fn process_stream<W: Write + Send>(
     }
 
     let mut outcome = StreamOutcome { columns, ..Default::default() };
+    let mut scanners: Vec<Option<crate::audit::scan::ColumnScanner>> = scanned.iter().map(|_| None).collect();
     let mut key = Arc::new(first_key);
     outcome.data_keys.push(first_rec);
     let mut key_values = 0u64;
@@ -280,9 +298,17 @@ pub fn process_stream<W: Write + Send>(
                     return Err(EngineError::Interrupted);
                 }
                 while !eof {
+                    if opts.max_rows.is_some_and(|m| next_read * opts.chunk_rows as u64 >= m) {
+                        eof = true;
+                        break;
+                    }
                     let Some(mut chunk) = free.pop() else { break };
                     let mut n = 0;
-                    while n < opts.chunk_rows {
+                    let limit = match opts.max_rows {
+                        Some(m) => (m.saturating_sub(next_read * opts.chunk_rows as u64) as usize).min(opts.chunk_rows),
+                        None => opts.chunk_rows,
+                    };
+                    while n < limit {
                         if chunk.len() == n {
                             chunk.push(ByteRecord::new());
                         }
@@ -344,6 +370,12 @@ pub fn process_stream<W: Write + Send>(
                     outcome.rows_written += res.written;
                     outcome.values_encrypted += res.encrypted;
                     outcome.rejects.extend(res.rejects);
+                    for (acc, sc) in scanners.iter_mut().zip(res.scanners) {
+                        match acc {
+                            Some(a) => a.merge(sc),
+                            None => *acc = Some(sc),
+                        }
+                    }
                     emit(res.bytes)?;
                     free.push(chunk);
                     next_write += 1;
@@ -362,6 +394,7 @@ pub fn process_stream<W: Write + Send>(
         run
     });
     result?;
+    outcome.scanners = scanned.into_iter().zip(scanners).filter_map(|(n, s)| s.map(|s| (n, s))).collect();
     let mut out = out_slot.expect("writer returned the output");
     out.flush().map_err(EngineError::Write)?;
     outcome.output_bytes = out.bytes;
@@ -493,7 +526,14 @@ name = "n"
             pool: &pool,
             progress: &(),
             cancel: &cancel,
-            options: EngineOptions { chunk_rows: 100, max_in_flight: 4, values_per_dek: 1000, sequential },
+            options: EngineOptions {
+                chunk_rows: 100,
+                max_in_flight: 4,
+                values_per_dek: 1000,
+                sequential,
+                max_rows: None,
+            },
+            audit_lines: None,
         };
         let (outcome, out) = process_stream(&job, input.as_bytes(), |_| Ok(Vec::new())).unwrap();
         assert_eq!(outcome.rows_written, 2500);

@@ -228,6 +228,10 @@ impl Plan {
 /// The per-record transform for one file; shared by worker threads.
 pub struct Transformer {
     plan: Plan,
+    /// `keep` columns scanned for unflagged PII: (input index, input name).
+    scan: Vec<(usize, String)>,
+    /// Line numbers listed per finding.
+    scan_lines: usize,
     /// Input columns read by more than one phone/email-normalized output.
     shared_inputs: Vec<usize>,
     pseudonymizer: Pseudonymizer,
@@ -256,6 +260,8 @@ pub struct ChunkOutput {
     pub rejects: Vec<Reject>,
     /// Values encrypted.
     pub encrypted: u64,
+    /// One scanner per audited `keep` column.
+    pub scanners: Vec<crate::audit::scan::ColumnScanner>,
 }
 
 impl Transformer {
@@ -270,11 +276,32 @@ impl Transformer {
         let shared_inputs = costly.iter().copied().filter(|i| costly.iter().filter(|j| *j == i).count() > 1).collect();
         Self {
             plan,
+            scan: Vec::new(),
+            scan_lines: 5,
             shared_inputs,
             pseudonymizer,
             prefix: schema.pseudonym_prefix.clone(),
             region: schema.default_region,
         }
+    }
+
+    /// Scans every `keep` column for personal data nobody flagged, keeping
+    /// `max_lines` line numbers per finding.
+    pub fn with_audit(mut self, max_lines: usize) -> Self {
+        let mut seen = Vec::new();
+        for c in &self.plan.columns {
+            if c.action == Action::Keep && !seen.contains(&c.input_index) {
+                seen.push(c.input_index);
+                self.scan.push((c.input_index, c.input_name.clone()));
+            }
+        }
+        self.scan_lines = max_lines;
+        self
+    }
+
+    /// The scanned columns' input names, in scan order.
+    pub fn scanned_columns(&self) -> impl Iterator<Item = &str> {
+        self.scan.iter().map(|(_, n)| n.as_str())
     }
 
     /// The plan.
@@ -286,6 +313,11 @@ impl Transformer {
     pub fn transform_chunk(&self, records: &[ByteRecord], key: &DataKey) -> ChunkOutput {
         let mut out = ChunkOutput { bytes: Vec::with_capacity(records.len() * 256), ..Default::default() };
         let mut row = ByteRecord::with_capacity(1024, self.plan.columns.len());
+        out.scanners = self
+            .scan
+            .iter()
+            .map(|(_, name)| crate::audit::scan::ColumnScanner::new(name, self.region, self.scan_lines))
+            .collect();
         let mut bufs = Buffers { cell: Vec::with_capacity(256), scratch: Vec::with_capacity(256), memo: Vec::new() };
         {
             let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(&mut out.bytes);
@@ -297,6 +329,12 @@ impl Transformer {
                         // Writing to a Vec cannot fail.
                         let _ = w.write_byte_record(&row);
                         out.written += 1;
+                        let line = rec.position().map_or(0, |p| p.line());
+                        for ((idx, _), scanner) in self.scan.iter().zip(out.scanners.iter_mut()) {
+                            if let Ok(text) = std::str::from_utf8(&rec[*idx]) {
+                                scanner.observe(line, text);
+                            }
+                        }
                     }
                     Err(reason) => {
                         let line = rec.position().map_or(0, |p| p.line());

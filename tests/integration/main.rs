@@ -1,6 +1,7 @@
 //! Integration tests: the real `piigate` binary on real files.
 
 mod access;
+mod audit;
 mod job;
 mod process;
 mod sftp;
