@@ -259,6 +259,7 @@ fn plan_for_manifest(s: &Settings, output_columns: &[String]) -> crate::transfor
                 required: false,
                 ct_name: spec.map_or_else(|| name.clone(), |c| c.ct_name.clone()),
                 ct_type: spec.map_or(CtType::String, |c| c.ct_type),
+                identity: false,
             }
         })
         .collect();

@@ -634,9 +634,29 @@ fn resolve_schema(raw: RawSchema, invalid: &dyn Fn(&str, String) -> SettingsErro
                 ),
             ));
         }
+        let ct_name = c.ct_name.clone().unwrap_or_else(|| c.name.clone());
+        // CleverTap's own Email and Phone properties must hold the real
+        // address or E.164 number; a token, pseudonym or mask there would be
+        // refused or mistaken for contact data.
+        let real_contact = |n: Normalize| action == Action::Keep && normalize == n;
+        if ct_name == "Email" && !real_contact(Normalize::Email) {
+            return Err(invalid(
+                &key("ct_name"),
+                "CleverTap's \"Email\" property needs the real address: only a keep column with normalize = \"email\" may map to it; give this column another ct_name".into(),
+            ));
+        }
+        if ct_name == "Phone" && !real_contact(Normalize::Phone) {
+            return Err(invalid(
+                &key("ct_name"),
+                "CleverTap's \"Phone\" property needs the real number in E.164: only a keep column with normalize = \"phone\" may map to it; give this column another ct_name".into(),
+            ));
+        }
+        if ct_name.is_empty() || ct_name.len() > 120 {
+            return Err(invalid(&key("ct_name"), "must be 1 to 120 characters".into()));
+        }
         let from = c.from.unwrap_or_else(|| c.name.clone());
         columns.push(ColumnSpec {
-            ct_name: c.ct_name.unwrap_or_else(|| c.name.clone()),
+            ct_name,
             name: c.name,
             from,
             action,

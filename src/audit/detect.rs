@@ -1,5 +1,9 @@
-//! Cell-level detectors: hand-written scanners over the bytes of one cell,
-//! no regular expressions and no allocation.
+//! Cell-level detectors: hand-written scanners over the bytes of one cell.
+//! No regular expressions and no allocation of their own; a cheap first pass
+//! counts digits, dots, colons, dashes, letters and `@`, and skips every
+//! detector the cell cannot satisfy. The phone-number library (which does
+//! allocate, and costs 10-50 µs a call) only sees digit runs that survive the
+//! structural filters and the region's possible lengths.
 //!
 //! [`detect`] reports every [`PiiKind`] found anywhere in a cell, free text
 //! included. [`detect_evidence`] also reports the *near misses* (a value
@@ -7,7 +11,7 @@
 //! phone-shaped digit run the numbering plan rejects, a date too recent to be
 //! a birth date) and which findings rest on weak evidence only, so that the
 //! column scanner ([`super::scan`]) can tell real personal data from columns
-//! of random references that pass a checksum by chance.
+//! of random references that pass a check by chance.
 //!
 //! Each detector is tuned for precision first:
 //!
@@ -16,33 +20,42 @@
 //!   (`icon@2x.png`);
 //! * phone: a run of digits, spaces and `()-./+` with 7-15 digits that is
 //!   not glued to a word (`AB-12345678`, `#48213957`, `id=…`), not a
-//!   decimal or price, not a date, time, IPv4, ZIP (5 or 9 digits, `94107-1234`),
-//!   SSN or epoch timestamp, and that `phonenumber` accepts: international
-//!   form (`+…`) valid or of a possible length for its country; national
-//!   form read in the configured region, valid (or, when formatted like a
-//!   phone with its trunk prefix or the NANP `(415) 555-0100` shape, of a
-//!   possible length). Bare digit runs are weak evidence;
+//!   decimal, price or dotted version, not a date, time, IPv4, ZIP (5 or 9
+//!   digits, `94107-1234`), SSN, year-led reference (`2026-004217`), compact
+//!   date or epoch timestamp (10 or 13 digits starting with 1), not inside a
+//!   card number or IBAN, and that `phonenumber` accepts. International form
+//!   (`+…`): valid, or of a possible length for its country (fictional
+//!   ranges such as `+1 555 …`). National form, read in the configured
+//!   region: valid, written with the region's trunk prefix where it has one
+//!   other than 1 (`020 …` in GB, `030 …` in DE), or, formatted, of a
+//!   possible length when it has the NANP shape (`(415) 555-0100`) or 10-11
+//!   digits with its trunk prefix (`07700 900123`). Without a region only
+//!   international numbers and NANP shapes (read as US) count. Bare digit
+//!   runs of 8, 10 or 11 digits are weak evidence;
 //! * payment card: 13-19 digits, unseparated or in groups split by single
-//!   spaces or dashes, a known issuer prefix and length, Luhn-valid, not one
-//!   repeated digit;
+//!   spaces or dashes (4-4-4-4, 4-6-5, …), a known issuer prefix with its
+//!   length (Visa 16/19, Mastercard, Amex, Discover, JCB, Diners, UnionPay,
+//!   Maestro, Mir), Luhn-valid, not one repeated digit;
 //! * national ID: US SSN `ddd-dd-dddd` with the SSA rules (area not 000,
 //!   666 or 9xx, group not 00, serial not 0000); bare 9 digits never count;
 //! * IBAN: country code, check digits and BBAN, compact or in groups of
-//!   four, the registry length for the country, mod-97 = 1;
+//!   four, any case, the registry length for the country, mod-97 = 1;
 //! * IP address: dotted quad (exactly four parts, octets 0-255 without
 //!   leading zeros, not part of a longer dotted run, not after `v` or a
 //!   "version" word) or IPv6 (hex groups, at most one `::`, eight groups
-//!   unless compressed, at least one digit);
+//!   unless compressed, at least one digit, an IPv4 tail allowed);
 //! * date of birth: `YYYY-MM-DD`, `YYYY/MM/DD`, `DD/MM/YYYY`, `MM/DD/YYYY`,
-//!   `DD.MM.YYYY`, `DD-MM-YYYY`, `12 April 1987`, `April 12, 1987`,
-//!   `12-Apr-1987`; a real calendar date with a year from 1900 to thirteen
-//!   years ago; a date followed by a time (`2026-11-29T03:00:00Z`,
-//!   `2026-11-29 03:00`) is a timestamp, never a birth date;
+//!   `DD.MM.YYYY`, `DD-MM-YYYY`, `12 April 1987`, `12th Apr 1987`,
+//!   `12. April 1987`, `April 12, 1987`, `12-APR-1987`; a real calendar date
+//!   with a year from 1900 to thirteen years ago; a date followed by a time
+//!   (`2026-11-29T03:00:00Z`, `2026-11-29 03:00`) is a timestamp, never a
+//!   birth date;
 //! * geolocation: a pair of decimal numbers with at least four decimals each
-//!   (`37.7749, -122.4194`, `51.5074° N, 0.1278° W`, `lat 48.8566 lon
-//!   2.3522`), one a latitude (±90) and the other a longitude (±180), not
-//!   both below 1 in magnitude. [`detect_geo_single`] accepts one such number
-//!   on its own, for columns whose name says latitude or longitude.
+//!   (`37.7749, -122.4194`, `51.5074° N, 0.1278° W`, `N 51.5074, W 0.1278`,
+//!   `lat=48.8566&lng=2.3522`), one a latitude (±90) and the other a
+//!   longitude (±180), not both below 1 in magnitude. [`detect_geo_single`]
+//!   accepts one such number on its own, for columns whose name says
+//!   latitude or longitude.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -236,6 +249,14 @@ pub fn detect(cell: &str, region: Option<country::Id>, out: &mut KindSet) {
 /// Like [`detect`], with the near misses and weak evidence the column
 /// scanner needs. Adds to `ev`; does not clear it.
 pub fn detect_evidence(cell: &str, region: Option<country::Id>, ev: &mut Evidence) {
+    detect_evidence_with(cell, region, true, ev);
+}
+
+/// [`detect_evidence`], skipping phone numbers when `phones` is false (the
+/// column scanner's shortcut for columns already shown to hold numeric
+/// references: validating a phone candidate costs 10-50 µs in
+/// `phonenumber`).
+pub(crate) fn detect_evidence_with(cell: &str, region: Option<country::Id>, phones: bool, ev: &mut Evidence) {
     let s = cell.as_bytes();
     if s.len() < 6 {
         return;
@@ -277,7 +298,7 @@ pub fn detect_evidence(cell: &str, region: Option<country::Id>, ev: &mut Evidenc
     if digits >= 10 && dots >= 2 {
         scan_geo_pairs(s, ev);
     }
-    if digits >= 7 {
+    if phones && digits >= 7 {
         scan_phones(s, region, &claims, ev);
     }
 }
@@ -1481,6 +1502,16 @@ fn phone_run(s: &[u8], a: usize, b: usize, region: Option<country::Id>) -> Phone
     if !plus && !national_prefix.is_empty() && national_prefix != "1" && !trunk {
         return near;
     }
+    // A national significant number of a length the plan never uses is
+    // rejected without the parser (dialled international prefixes, "00…" and
+    // "011…", are left to it).
+    if let Some(m) = meta {
+        let idd = digits_only.starts_with(b"00") || digits_only.starts_with(b"011");
+        let nsn = digits - if trunk { national_prefix.len() } else { 0 };
+        if !idd && !possible_national_length(m, nsn) {
+            return near;
+        }
+    }
     // NANP: area code and exchange both start with 2-9.
     let ten = if digits_only.len() == 11 { &digits_only[1..] } else { digits_only };
     let nanp = meta.is_some_and(|m| m.country_code() == 1)
@@ -1505,6 +1536,28 @@ fn phone_run(s: &[u8], a: usize, b: usize, region: Option<country::Id>) -> Phone
     } else {
         near
     }
+}
+
+/// Whether some number type of the region has national numbers of `len` digits.
+fn possible_national_length(meta: &phonenumber::metadata::Metadata, len: usize) -> bool {
+    let d = meta.descriptors();
+    let len = len as u16;
+    [
+        Some(d.general()),
+        d.fixed_line(),
+        d.mobile(),
+        d.toll_free(),
+        d.premium_rate(),
+        d.shared_cost(),
+        d.voip(),
+        d.personal_number(),
+        d.uan(),
+        d.pager(),
+        d.voicemail(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|x| x.possible_length().contains(&len))
 }
 
 fn looks_like_compact_date(d: &[u8]) -> bool {

@@ -1,7 +1,8 @@
 //! Column-level decisions: a [`ColumnScanner`] per `keep` column counts what
-//! [`detect_evidence`] sees in each value, chunks scanned in parallel are
-//! [merged](ColumnScanner::merge), and [`ColumnScanner::findings`] turns the
-//! counts into [`Finding`]s under the configured [`AuditThresholds`].
+//! [`detect_evidence`](super::detect::detect_evidence) sees in each value,
+//! chunks scanned in parallel are [merged](ColumnScanner::merge), and
+//! [`ColumnScanner::findings`] turns the counts into [`Finding`]s under the
+//! configured [`AuditThresholds`].
 //! Findings carry counts and line numbers, never values.
 //!
 //! How a kind becomes a finding. Distinctive patterns count from the first
@@ -32,7 +33,11 @@ use phonenumber::country;
 use serde::Deserialize;
 use std::fmt;
 
-use super::detect::{detect_evidence, detect_geo_single, Evidence, PiiKind};
+use super::detect::{detect_evidence_with, detect_geo_single, Evidence, PiiKind};
+
+/// Phone-shaped values a scanner validates before it may conclude that the
+/// column holds numeric references and stop validating phones.
+const PHONE_LEARNING: u64 = 256;
 
 /// Thresholds under `[audit]`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -170,12 +175,19 @@ struct KindStats {
 /// Counts, for one column, what the detectors see in each value. Feed it
 /// values with [`observe`](Self::observe) (chunks may be scanned by separate
 /// scanners and [merged](Self::merge)), then ask for [`findings`](Self::findings).
+///
+/// Validating a phone candidate costs 10-50 µs in `phonenumber` (and takes
+/// its global regex-cache lock), so a scanner that has seen
+/// 256 phone-shaped values of which fewer than half are valid (a column of
+/// numeric references, where no phone finding is possible) stops looking
+/// for phone numbers in the rest of its values. Everything else stays exact.
 #[derive(Clone, Debug)]
 pub struct ColumnScanner {
     region: Option<country::Id>,
     geo_hint: bool,
     max_lines: usize,
     scanned: u64,
+    phones: bool,
     kinds: [KindStats; 8],
 }
 
@@ -186,7 +198,7 @@ impl ColumnScanner {
     /// per kind (pass [`AuditThresholds::max_lines`]).
     pub fn new(header: &str, region: Option<country::Id>, max_lines: usize) -> Self {
         let geo_hint = matches!(name_hint(header), Some("latitude" | "longitude" | "location"));
-        ColumnScanner { region, geo_hint, max_lines, scanned: 0, kinds: Default::default() }
+        ColumnScanner { region, geo_hint, max_lines, scanned: 0, phones: true, kinds: Default::default() }
     }
 
     /// Scans one value found on `line` (1-based, as in the file). Empty and
@@ -198,7 +210,7 @@ impl ColumnScanner {
         }
         self.scanned += 1;
         let mut ev = Evidence::default();
-        detect_evidence(trimmed, self.region, &mut ev);
+        detect_evidence_with(trimmed, self.region, self.phones, &mut ev);
         let mut single_geo = false;
         if self.geo_hint && !ev.found.contains(PiiKind::GeoLocation) && detect_geo_single(trimmed) {
             ev.found.insert(PiiKind::GeoLocation);
@@ -220,6 +232,14 @@ impl ColumnScanner {
         }
         for kind in ev.weak_near.difference(ev.found.union(ev.near)).iter() {
             self.kinds[kind as usize].weak_near += 1;
+        }
+        if self.phones {
+            let st = &self.kinds[PiiKind::Phone as usize];
+            let shaped = st.matched + st.near + st.weak_near;
+            let strong_hopeless = st.strong == 0 || 2 * st.strong < st.strong + st.near;
+            if shaped >= PHONE_LEARNING && 2 * st.matched < shaped && strong_hopeless {
+                self.phones = false;
+            }
         }
     }
 
@@ -726,6 +746,18 @@ mod tests {
         let mut r = Rng(7);
         let ids: Vec<String> = (0..2000).map(|_| format!("{}{}", 2 + r.next() % 8, r.digits(9))).collect();
         assert!(scan("account_ref", &ids).is_empty(), "{:?}", scan("account_ref", &ids));
+        // The scanner stops validating phones in such a column, and still
+        // finds other kinds in it.
+        let mut sc = ColumnScanner::new("account_ref", Some(country::Id::US), 5);
+        for (k, v) in ids.iter().enumerate() {
+            sc.observe(k as u64 + 2, v);
+        }
+        assert!(!sc.phones);
+        for l in 0..3 {
+            sc.observe(5000 + l, "moved to ana@example.com");
+        }
+        let f = sc.findings("account_ref", &AuditThresholds::default());
+        assert_eq!((kinds(&f), f[0].lines.clone()), (vec![PiiKind::Email], vec![5000, 5001, 5002]));
         let phones: Vec<String> = (0..300).map(|k| format!("415{:07}", 5_550_000 + k * 37)).collect();
         let f = scan("contact", &phones);
         assert_eq!(kinds(&f), vec![PiiKind::Phone]);

@@ -71,6 +71,20 @@ pub enum RejectReason {
         /// 1-based input column number.
         index: usize,
     },
+    /// A kept cell does not parse as its CleverTap data type.
+    BadType {
+        /// Input column name.
+        column: String,
+        /// 1-based input column number.
+        index: usize,
+        /// The expected type (INTEGER, FLOAT, LONG, BOOLEAN).
+        expected: &'static str,
+    },
+    /// The CleverTap identity is empty or 1024 characters or longer.
+    BadIdentity {
+        /// Output column name.
+        column: String,
+    },
     /// A phone cell is not a possible phone number.
     NotAPhone {
         /// Input column name.
@@ -91,6 +105,12 @@ impl fmt::Display for RejectReason {
             }
             RejectReason::RequiredEmpty { column, index } => {
                 write!(f, "column {column:?} (column {index}): required value is empty")
+            }
+            RejectReason::BadType { column, index, expected } => {
+                write!(f, "column {column:?} (column {index}): not a valid {expected} (ct_type)")
+            }
+            RejectReason::BadIdentity { column } => {
+                write!(f, "output column {column:?}: CleverTap needs an identity of 1 to 1023 characters")
             }
             RejectReason::NotAPhone { column, index } => {
                 write!(f, "column {column:?} (column {index}): not a possible phone number")
@@ -130,6 +150,8 @@ pub struct PlannedColumn {
     pub ct_name: String,
     /// CleverTap type.
     pub ct_type: CtType,
+    /// This output is the CleverTap identity (`ct_name` "identity").
+    pub identity: bool,
 }
 
 /// The schema resolved against one file's header.
@@ -181,6 +203,7 @@ impl Plan {
                         required: c.required,
                         ct_name: c.ct_name.clone(),
                         ct_type: c.ct_type,
+                        identity: c.action != Action::Drop && c.ct_name == "identity",
                     });
                 }
             }
@@ -203,6 +226,7 @@ impl Plan {
                             required: false,
                             ct_name: n,
                             ct_type: CtType::String,
+                            identity: false,
                         });
                     }
                 }
@@ -237,6 +261,24 @@ pub struct Transformer {
     pseudonymizer: Pseudonymizer,
     prefix: String,
     region: Option<phonenumber::country::Id>,
+}
+
+/// Checks a kept value against its CleverTap type (CleverTap's import
+/// rejects a value that does not parse). Empty values are allowed.
+fn check_type(c: &PlannedColumn, v: &[u8]) -> Result<(), RejectReason> {
+    let ok = |expected| Err(RejectReason::BadType { column: c.input_name.clone(), index: c.input_index + 1, expected });
+    let t = std::str::from_utf8(v).map(str::trim).unwrap_or("\u{fffd}");
+    if t.is_empty() {
+        return Ok(());
+    }
+    match c.ct_type {
+        CtType::String => Ok(()),
+        CtType::Integer if t.parse::<i32>().is_err() => ok("INTEGER"),
+        CtType::Long if t.parse::<i64>().is_err() => ok("LONG"),
+        CtType::Float if !t.parse::<f64>().is_ok_and(f64::is_finite) => ok("FLOAT"),
+        CtType::Boolean if !matches!(t.to_ascii_lowercase().as_str(), "true" | "false") => ok("BOOLEAN"),
+        _ => Ok(()),
+    }
 }
 
 /// Per-thread scratch space reused across records.
@@ -369,6 +411,10 @@ impl Transformer {
                 if c.required && raw.iter().all(u8::is_ascii_whitespace) {
                     return Err(RejectReason::RequiredEmpty { column: c.input_name.clone(), index: c.input_index + 1 });
                 }
+                check_type(c, raw)?;
+                if c.identity && (raw.is_empty() || raw.len() >= 1024) {
+                    return Err(RejectReason::BadIdentity { column: c.name.clone() });
+                }
                 row.push_field(raw);
                 continue;
             }
@@ -412,6 +458,12 @@ impl Transformer {
                     }
                 }
                 Action::Mask => cell.extend_from_slice(mask::mask(&value, c.normalize).as_bytes()),
+            }
+            if c.action == Action::Keep {
+                check_type(c, cell)?;
+            }
+            if c.identity && (cell.is_empty() || cell.len() >= 1024) {
+                return Err(RejectReason::BadIdentity { column: c.name.clone() });
             }
             row.push_field(cell);
         }

@@ -377,3 +377,63 @@ fn invalid_utf8_in_a_transformed_column_rejects_the_row() {
     assert_eq!(rejects[0]["kind"], "invalid_utf8");
     assert_eq!(rejects[0]["column"], "name");
 }
+
+#[test]
+fn typed_keep_columns_and_identity_length_reject_rows_by_line_and_column() {
+    let wd = Workdir::new("");
+    let mut text = String::from("email,phone,name,city,score,notes\n");
+    for i in 0..30 {
+        text.push_str(&format!("u{i}@example.test,,U,Town,{i},\n"));
+    }
+    text.push_str("bad@example.test,,B,Town,12.5,\n"); // line 32: INTEGER
+    text.push_str("worse@example.test,,W,Town,seven,\n"); // line 33
+    wd.write("inbox/typed.csv", &text);
+    process(&wd, &["inbox/typed.csv"]).expect_ok();
+    let report_name = &wd.list("state/runs")[0];
+    let report: serde_json::Value = serde_json::from_str(&wd.read(&format!("state/runs/{report_name}"))).unwrap();
+    let rejects = report["files"][0]["rejects"].as_array().unwrap();
+    let got: Vec<(u64, &str, &str)> = rejects
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["kind"].as_str().unwrap(), r["column"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, [(32, "bad_type", "score"), (33, "bad_type", "score")]);
+    assert!(!wd.read(&format!("state/runs/{report_name}")).contains("seven"));
+
+    // A kept identity of 1024 characters or more is refused too.
+    let wd = Workdir::new("");
+    wd.write_config(
+        "",
+        "[[schema.columns]]\nname = \"identity\"\nfrom = \"id\"\naction = \"keep\"\n\n[[schema.columns]]\nname = \"city\"\n",
+    );
+    let long = "x".repeat(1024);
+    let mut text = String::from("id,city\n");
+    for i in 0..20 {
+        text.push_str(&format!("ID{i},Town\n"));
+    }
+    text.push_str(&format!("{long},Town\n,Town\n"));
+    wd.write("inbox/ids.csv", &text);
+    process(&wd, &["inbox/ids.csv"]).expect_ok();
+    let report_name = &wd.list("state/runs")[0];
+    let report: serde_json::Value = serde_json::from_str(&wd.read(&format!("state/runs/{report_name}"))).unwrap();
+    let lines: Vec<u64> =
+        report["files"][0]["rejects"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [22, 23]);
+}
+
+#[test]
+fn clevertap_email_property_must_hold_the_real_address() {
+    let wd = Workdir::new("");
+    let cfg = wd.read("piigate.toml");
+    wd.write(
+        "piigate.toml",
+        cfg.replacen(
+            "name = \"email\"\naction = \"encrypt\"",
+            "name = \"email\"\naction = \"encrypt\"\nct_name = \"Email\"",
+            1,
+        ),
+    );
+    wd.write("inbox/p.csv", GOOD);
+    let run = process(&wd, &["inbox/p.csv"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("ct_name") && run.stderr().contains("Email"), "{}", run.describe());
+}
