@@ -6,6 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if ! pkg-config --exists openssl 2>/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "== installing libssl-dev pkg-config (needed to build the SSH library)"
+    apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config >/dev/null
+  else
+    echo "piigate needs OpenSSL's headers to build: install libssl-dev and pkg-config (Debian/Ubuntu)" >&2
+    exit 2
+  fi
+fi
+echo "== building piigate (release; the first build takes a few minutes)"
 cargo build --release --locked --quiet
 bin=target/release/piigate
 demo=target/demo

@@ -504,6 +504,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
             sink_exists: &exists,
             state_dir: settings.state_dir.clone(),
             parallel: 1,
+            on_file: &|_| {},
         };
         let planned = job::plan(&job).map_err(|e| failed(anyhow!(e)))?;
         let mut out = std::io::stdout().lock();
@@ -605,11 +606,9 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
             sink_exists: &exists,
             state_dir: settings.state_dir.clone(),
             parallel: threads,
+            on_file: &log_file,
         };
         let result = job::pass(&job);
-        for r in &result.files {
-            log_file(r);
-        }
         for e in &result.errors {
             error!("{e}");
         }
@@ -617,13 +616,19 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
             tracing::debug!("skipped {name}: {why}");
         }
         let ok = result.files.iter().filter(|r| r.status == FileStatus::Ok).count();
-        let quarantined = result.files.iter().filter(|r| r.status == FileStatus::Failed).count();
+        let refused = result.files.iter().filter(|r| r.status == FileStatus::Failed).count();
         let interrupted = result.files.iter().filter(|r| r.status == FileStatus::Interrupted).count();
-        let errored = result.files.len() - ok - quarantined - interrupted;
+        let errored = result.files.len() - ok - refused - interrupted;
         let unsettled = result.files.iter().filter(|r| r.status == FileStatus::Ok && r.error.is_some()).count();
-        let pass_failed = quarantined + errored + unsettled > 0 || !result.errors.is_empty();
+        let stopping = cancel.load(Ordering::Relaxed);
+        // Watching, a file cut short by the stop signal is not a failure: it
+        // stays in the inbox for the next start. A single (cron) run that was
+        // interrupted did not do its job.
+        let pass_failed = refused + errored + unsettled > 0
+            || !result.errors.is_empty()
+            || (watch.is_none() && (interrupted > 0 || stopping));
         // One pass (cron): any failure. Watching: the last completed pass.
-        if watch.is_some() && !cancel.load(Ordering::Relaxed) {
+        if watch.is_some() && !stopping {
             any_failed = pass_failed;
         } else {
             any_failed |= pass_failed;
@@ -648,14 +653,24 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
             }
         }
         if busy || watch.is_none() {
+            let mut extra = String::new();
+            if unsettled > 0 {
+                extra.push_str(&format!(", {unsettled} published but not yet archived"));
+            }
+            if interrupted > 0 {
+                extra.push_str(&format!(", {interrupted} interrupted"));
+            }
             info!(
                 processed = ok,
-                quarantined,
+                refused,
                 errors = errored + result.errors.len(),
+                not_archived = unsettled,
+                interrupted,
                 archived_earlier = result.archived_only.len(),
                 skipped = result.skipped.len(),
                 report = %report_note.trim_start_matches("; report "),
-                "run: {ok} processed, {quarantined} quarantined, {} failed (will retry), {} archived from earlier runs, {} skipped{report_note}",
+                "run: {ok} processed, {refused} refused{}, {} failed (retried next run){extra}, {} archived from earlier runs, {} skipped{report_note}",
+                if src.quarantine.is_some() { " (quarantined)" } else { " (left in the inbox)" },
                 errored + result.errors.len(),
                 result.archived_only.len(),
                 result.skipped.len()

@@ -97,6 +97,9 @@ pub struct Job<'a> {
     pub state_dir: PathBuf,
     /// Parallel files.
     pub parallel: usize,
+    /// Called with each file's report as soon as it is processed, before
+    /// the input is moved.
+    pub on_file: &'a (dyn Fn(&FileReport) + Sync),
 }
 
 fn unix_now() -> u64 {
@@ -288,6 +291,7 @@ fn process_once(job: &Job<'_>, e: &Entry, display: &str, ledger: &Mutex<Ledger>)
 
 /// Records the outcome and moves the input.
 fn settle(job: &Job<'_>, e: &Entry, ledger: &Mutex<Ledger>, mut report: FileReport) -> FileReport {
+    (job.on_file)(&report);
     match report.status {
         FileStatus::Ok => {
             let rec = Record {
@@ -336,7 +340,7 @@ fn settle(job: &Job<'_>, e: &Entry, ledger: &Mutex<Ledger>, mut report: FileRepo
                 match moved {
                     Ok(to) => {
                         let _ = ledger.lock().unwrap_or_else(|p| p.into_inner()).append(refused);
-                        warn!("{}: quarantined to {to}", e.name);
+                        warn!("{}: quarantined to {to}", job.source.describe(&e.name));
                     }
                     Err(err) => {
                         report.error = Some(format!(
@@ -367,7 +371,7 @@ fn finish_success(job: &Job<'_>, e: &Entry, ledger: &Mutex<Ledger>, sha: Option<
         time: now_rfc3339(),
     };
     ledger.lock().unwrap_or_else(|p| p.into_inner()).append(rec).map_err(|err| format!("ledger: {err}"))?;
-    info!("{}: archived to {to}", e.name);
+    info!("{}: archived to {to}", job.source.describe(&e.name));
     Ok(())
 }
 

@@ -86,6 +86,16 @@ impl SftpError {
     }
 }
 
+/// A remote path as a URL for messages and reports: `sftp://host:port/abs`
+/// or, for a path relative to the login directory, `sftp://host:port/~/rel`.
+pub fn url(endpoint: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        format!("sftp://{endpoint}{path}")
+    } else {
+        format!("sftp://{endpoint}/~/{path}")
+    }
+}
+
 /// An authenticated SFTP connection.
 pub struct Connection {
     /// The SSH session (kept alive with the SFTP channel).

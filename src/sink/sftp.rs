@@ -89,7 +89,7 @@ impl Write for SftpPending<'_> {
 
 impl PendingOutput for SftpPending<'_> {
     fn commit(mut self: Box<Self>) -> Result<String, SinkError> {
-        let target = format!("sftp://{}{}", self.endpoint, self.target);
+        let target = crate::sftp::url(&self.endpoint, &self.target);
         let io_err = |op, source| SinkError::Io { op, target: target.clone(), source };
         if let Some(mut f) = self.file.take() {
             f.flush().map_err(|e| io_err("writing", e))?;
@@ -160,6 +160,6 @@ impl Sink for SftpSink<'_> {
     }
 
     fn describe(&self) -> String {
-        format!("sftp://{}{}", self.pool.endpoint(), self.dir)
+        crate::sftp::url(&self.pool.endpoint(), &self.dir)
     }
 }

@@ -148,6 +148,6 @@ impl Source for SftpSource<'_> {
     }
 
     fn describe(&self, name: &str) -> String {
-        format!("sftp://{}{}", self.pool.endpoint(), self.path(name))
+        crate::sftp::url(&self.pool.endpoint(), &self.path(name))
     }
 }

@@ -24,7 +24,7 @@ fn run_archives_good_quarantines_bad_and_reruns_change_nothing() {
     wd.write("inbox/readme.txt", "not a csv");
     let r = run(&wd, &[]);
     r.expect_code(1);
-    assert!(r.stderr().contains("1 processed, 1 quarantined"), "{}", r.describe());
+    assert!(r.stderr().contains("1 processed, 1 refused (quarantined)"), "{}", r.describe());
     assert_eq!(wd.list("inbox"), ["readme.txt"]);
     assert_eq!(wd.list("archive"), ["good.csv"]);
     assert_eq!(wd.list("quarantine"), ["bad.csv", "bad.csv.reason.txt"]);
