@@ -44,7 +44,8 @@ die() { echo "bench.sh: error: $*" >&2; exit 1; }
 say() { echo "bench.sh: $*" >&2; }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
-CMDLINE="scripts/bench.sh"
+CMDLINE=$(printf '%q' "$0")
+INVOKED_FROM=$PWD
 for a in "$@"; do CMDLINE+=" $(printf '%q' "$a")"; done
 
 RUNS=5
@@ -452,13 +453,29 @@ for n, tool, wall, rss, lo, hi in rows:
           f"{float(rss) / 1024:,.1f} | {ratio} | {float(lo):.2f}–{float(hi):.2f} |")
 EOF
 
-# Memory flatness: peak RSS of piigate process at each size.
-FLAT=$(awk -F'\t' '$2 ~ /^piigate process/ {printf "%s%s @ %s rows: %.1f MB", sep, $2, $1, $4/1024; sep="; "}' "$SUMMARY")
+# Memory flatness: median peak RSS of piigate process at each size.
+FLAT=$(python3 - "$SUMMARY" <<'EOF'
+import sys
+by_tool = {}
+for line in open(sys.argv[1]):
+    n, tool, _wall, rss, *_ = line.rstrip("\n").split("\t")
+    if tool.startswith("piigate process"):
+        by_tool.setdefault(tool, []).append((int(n), float(rss) / 1024))
+for tool, pts in by_tool.items():
+    pts.sort()
+    sizes = ", ".join(f"{n:,} rows {mb:.1f} MB" for n, mb in pts)
+    verdict = ""
+    if len(pts) > 1:
+        (n0, m0), (n1, m1) = pts[0], pts[-1]
+        verdict = f" -> x{m1 / m0:.2f} RSS for x{n1 / n0:g} rows"
+    print(f"- {tool}: {sizes}{verdict}")
+EOF
+)
 
 {
     echo "# piigate benchmark"
     echo
-    echo "- command: \`$CMDLINE\` (from $ROOT)"
+    echo "- command: \`$CMDLINE\` (run in $INVOKED_FROM; repo $ROOT)"
     echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ), total time $(( ($(date +%s) - START_TIME) / 60 )) min"
     echo "- machine: $NPROC CPUs (nproc), $CPU, $(awk '/MemTotal/ {printf "%.1f GB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
     echo "- load average before / after: $LOAD_BEFORE / $LOAD_AFTER"
@@ -472,7 +489,9 @@ FLAT=$(awk -F'\t' '$2 ~ /^piigate process/ {printf "%s%s @ %s rows: %.1f MB", se
     echo
     echo "MB = 10^6 bytes of input; peak RSS is GNU time's %M of the measured process (KB / 1024), for the SFTP run piigate's only (sshd runs on the same machine and competes for the same cores); × csv_copy = median wall / csv_copy's median wall on the same file in this run."
     echo
-    echo "Memory flatness (piigate process peak RSS): $FLAT"
+    echo "Memory flatness (median peak RSS of piigate process by input size):"
+    echo
+    echo "$FLAT"
 } >"$B/results.md"
 
 echo

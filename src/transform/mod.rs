@@ -263,6 +263,23 @@ pub struct Transformer {
     region: Option<phonenumber::country::Id>,
 }
 
+/// Field `i` of `rec` as text, or `None` when it is not valid UTF-8.
+///
+/// `whole` is the record's bytes validated once per record
+/// (`str::from_utf8(rec.as_slice())`); a field of a valid record is valid
+/// exactly when it starts and ends on character boundaries, which `str::get`
+/// checks. An invalid record falls back to checking the field alone.
+fn field_str<'r>(rec: &'r ByteRecord, whole: Option<&'r str>, i: usize) -> Option<&'r str> {
+    let field = rec.get(i)?;
+    match whole {
+        Some(text) => {
+            let start = field.as_ptr() as usize - rec.as_slice().as_ptr() as usize;
+            text.get(start..start + field.len())
+        }
+        None => std::str::from_utf8(field).ok(),
+    }
+}
+
 /// Checks a kept value against its CleverTap type (CleverTap's import
 /// rejects a value that does not parse). Empty values are allowed.
 fn check_type(c: &PlannedColumn, v: &[u8]) -> Result<(), RejectReason> {
@@ -372,8 +389,9 @@ impl Transformer {
                         let _ = w.write_byte_record(&row);
                         out.written += 1;
                         let line = rec.position().map_or(0, |p| p.line());
+                        let whole = if self.scan.is_empty() { None } else { std::str::from_utf8(rec.as_slice()).ok() };
                         for ((idx, _), scanner) in self.scan.iter().zip(out.scanners.iter_mut()) {
-                            if let Ok(text) = std::str::from_utf8(&rec[*idx]) {
+                            if let Some(text) = field_str(rec, whole, *idx) {
                                 scanner.observe(line, text);
                             }
                         }
@@ -399,6 +417,7 @@ impl Transformer {
     ) -> Result<(), RejectReason> {
         let Buffers { cell, scratch, memo } = bufs;
         memo.clear();
+        let whole = std::str::from_utf8(rec.as_slice()).ok();
         if rec.len() != self.plan.input_width {
             return Err(RejectReason::WrongFieldCount { expected: self.plan.input_width, found: rec.len() });
         }
@@ -418,8 +437,8 @@ impl Transformer {
                 row.push_field(raw);
                 continue;
             }
-            let text = std::str::from_utf8(raw)
-                .map_err(|_| RejectReason::InvalidUtf8 { column: c.input_name.clone(), index: c.input_index + 1 })?;
+            let text = field_str(rec, whole, c.input_index)
+                .ok_or_else(|| RejectReason::InvalidUtf8 { column: c.input_name.clone(), index: c.input_index + 1 })?;
             // A phone or email read by two outputs (phone and phone_hint) is
             // normalized once per row.
             let memo_hit = (c.normalize == Normalize::Phone || c.normalize == Normalize::Email)
