@@ -263,6 +263,12 @@ pub struct Transformer {
     region: Option<phonenumber::country::Id>,
 }
 
+/// CleverTap takes an identity of 1 to 1023 characters.
+fn identity_ok(v: &[u8]) -> bool {
+    let chars = std::str::from_utf8(v).map_or(v.len(), |t| t.chars().count());
+    (1..1024).contains(&chars)
+}
+
 /// Field `i` of `rec` as text, or `None` when it is not valid UTF-8.
 ///
 /// `whole` is the record's bytes validated once per record
@@ -383,13 +389,13 @@ impl Transformer {
             for rec in records {
                 out.rows += 1;
                 row.clear();
-                match self.transform_record(rec, key, &mut row, &mut bufs, &mut out.encrypted) {
+                let whole = std::str::from_utf8(rec.as_slice()).ok();
+                match self.transform_record(rec, whole, key, &mut row, &mut bufs, &mut out.encrypted) {
                     Ok(()) => {
                         // Writing to a Vec cannot fail.
                         let _ = w.write_byte_record(&row);
                         out.written += 1;
                         let line = rec.position().map_or(0, |p| p.line());
-                        let whole = if self.scan.is_empty() { None } else { std::str::from_utf8(rec.as_slice()).ok() };
                         for ((idx, _), scanner) in self.scan.iter().zip(out.scanners.iter_mut()) {
                             if let Some(text) = field_str(rec, whole, *idx) {
                                 scanner.observe(line, text);
@@ -410,6 +416,7 @@ impl Transformer {
     fn transform_record(
         &self,
         rec: &ByteRecord,
+        whole: Option<&str>,
         key: &DataKey,
         row: &mut ByteRecord,
         bufs: &mut Buffers,
@@ -417,7 +424,6 @@ impl Transformer {
     ) -> Result<(), RejectReason> {
         let Buffers { cell, scratch, memo } = bufs;
         memo.clear();
-        let whole = std::str::from_utf8(rec.as_slice()).ok();
         if rec.len() != self.plan.input_width {
             return Err(RejectReason::WrongFieldCount { expected: self.plan.input_width, found: rec.len() });
         }
@@ -431,7 +437,7 @@ impl Transformer {
                     return Err(RejectReason::RequiredEmpty { column: c.input_name.clone(), index: c.input_index + 1 });
                 }
                 check_type(c, raw)?;
-                if c.identity && (raw.is_empty() || raw.len() >= 1024) {
+                if c.identity && !identity_ok(raw) {
                     return Err(RejectReason::BadIdentity { column: c.name.clone() });
                 }
                 row.push_field(raw);
@@ -481,7 +487,7 @@ impl Transformer {
             if c.action == Action::Keep {
                 check_type(c, cell)?;
             }
-            if c.identity && (cell.is_empty() || cell.len() >= 1024) {
+            if c.identity && !identity_ok(cell) {
                 return Err(RejectReason::BadIdentity { column: c.name.clone() });
             }
             row.push_field(cell);
