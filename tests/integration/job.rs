@@ -123,7 +123,7 @@ pub fn big_input(rows: usize) -> String {
 #[test]
 fn kill_9_mid_file_leaves_no_final_output_and_the_next_run_completes_once() {
     let wd = Workdir::new("");
-    wd.write("inbox/big.csv", big_input(200_000));
+    wd.write("inbox/big.csv", big_input(600_000));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_piigate"))
         .current_dir(wd.dir.path())
         .args(["run", "--config", "piigate.toml", "--jobs", "1"])
@@ -139,7 +139,7 @@ fn kill_9_mid_file_leaves_no_final_output_and_the_next_run_completes_once() {
         assert!(Instant::now() < deadline, "no partial output appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(20));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(csvs(&wd).is_empty(), "nothing under a final name: {:?}", wd.list("outbox"));
