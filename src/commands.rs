@@ -121,6 +121,15 @@ fn build_pool(jobs: Option<usize>) -> Result<(rayon::ThreadPool, usize), Command
     Ok((pool, n))
 }
 
+/// Progress bars on stderr, or nothing.
+fn make_reporter(bars: bool) -> Box<dyn Reporter> {
+    if bars {
+        Box::new(ui::BarReporter::new())
+    } else {
+        Box::new(Silent)
+    }
+}
+
 fn cancel_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -170,13 +179,8 @@ fn process_cmd(
     let (pool, threads) = build_pool(jobs)?;
     let cancel = cancel_flag();
     let keys = KeystoreKeys::new(&keyring, settings.keystore.clone());
-    let bar_reporter;
-    let reporter: &dyn Reporter = if bars {
-        bar_reporter = ui::BarReporter::new();
-        &bar_reporter
-    } else {
-        &Silent
-    };
+    let reporter = make_reporter(bars);
+    let reporter: &dyn Reporter = &*reporter;
     let started = time::OffsetDateTime::now_utc();
     let ctx = Context {
         settings: &settings,
@@ -468,12 +472,6 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
         }
         _ => unreachable!("pool exists for SFTP"),
     };
-    let exists = |name: &str| -> Result<bool, String> {
-        match &sink_settings.location {
-            Location::Sftp(..) => sftp_sink_exists(sink_pool.as_ref(), &sink_settings, name),
-            Location::Local(dir) => Ok(dir.join(name).exists()),
-        }
-    };
 
     // Host-key, authentication and known_hosts problems are configuration
     // errors: report them once, before anything is touched, and never retry.
@@ -501,7 +499,6 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
             ctx: &ctx,
             source: &*source,
             sink,
-            sink_exists: &exists,
             state_dir: settings.state_dir.clone(),
             parallel: 1,
             on_file: &|_| {},
@@ -563,26 +560,14 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
     let keyring = load_keyring(&settings.keyring)?;
     let (pool, threads) = build_pool(jobs)?;
     let keys = KeystoreKeys::new(&keyring, settings.keystore.clone());
-    let bar_reporter;
-    let reporter: &dyn Reporter = if bars {
-        bar_reporter = ui::BarReporter::new();
-        &bar_reporter
-    } else {
-        &Silent
-    };
+    let reporter = make_reporter(bars);
+    let reporter: &dyn Reporter = &*reporter;
 
     let mut any_failed = false;
     loop {
         // The lock is held: any partial output in the outbox is a leftover of
         // an interrupted run.
-        let removed = match (&sink_settings.location, &sink_pool) {
-            (Location::Sftp(_, dir), Some(p)) => {
-                SftpSink::new(p, dir.clone()).remove_partials().map_err(|e| e.to_string())
-            }
-            (Location::Local(dir), _) => LocalSink::new(dir.clone()).remove_partials().map_err(|e| e.to_string()),
-            _ => Ok(0),
-        };
-        match removed {
+        match sink.remove_partials() {
             Ok(0) => {}
             Ok(n) => info!("removed {n} partial output(s) left by an interrupted run"),
             Err(e) => warn!("could not clean partial outputs: {e}"),
@@ -603,7 +588,6 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
             ctx: &ctx,
             source: &*source,
             sink,
-            sink_exists: &exists,
             state_dir: settings.state_dir.clone(),
             parallel: threads,
             on_file: &log_file,
@@ -693,19 +677,6 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
     }
     drop(lock);
     Ok(if any_failed { ExitStatus::FilesFailed } else { ExitStatus::Ok })
-}
-
-fn sftp_sink_exists(
-    pool: Option<&crate::sftp::Pool>,
-    s: &crate::settings::SinkSettings,
-    name: &str,
-) -> Result<bool, String> {
-    match (pool, &s.location) {
-        (Some(p), Location::Sftp(_, dir)) => {
-            crate::sink::sftp::SftpSink::new(p, dir.clone()).exists(name).map_err(|e| e.to_string())
-        }
-        _ => Ok(false),
-    }
 }
 
 /// Data keys that exist only in memory: `audit` runs the real transform but

@@ -91,8 +91,6 @@ pub struct Job<'a> {
     pub source: &'a dyn Source,
     /// Outbox.
     pub sink: &'a dyn Sink,
-    /// Whether `sink` output names can be checked (for crash recovery).
-    pub sink_exists: &'a (dyn Fn(&str) -> Result<bool, String> + Sync),
     /// State dir.
     pub state_dir: PathBuf,
     /// Parallel files.
@@ -213,13 +211,13 @@ fn resume(
     ledger: &Mutex<Ledger>,
 ) -> Result<bool, String> {
     let Some(csv) = outputs.first() else { return Ok(false) };
-    if !(job.sink_exists)(csv)? {
+    if !job.sink.exists(csv).map_err(|e| e.to_string())? {
         return Ok(false);
     }
     let manifest = crate::manifest::manifest_name(csv);
     let wants_manifest =
         job.ctx.settings.sink.as_ref().is_some_and(|s| s.manifest == crate::settings::ManifestKind::Clevertap);
-    if wants_manifest && !(job.sink_exists)(&manifest)? {
+    if wants_manifest && !job.sink.exists(&manifest).map_err(|e| e.to_string())? {
         process::publish_manifest(job.ctx.settings, job.sink, csv, columns).map_err(|e| e.to_string())?;
         info!("{}: published the missing manifest {manifest} after an interrupted run", e.name);
     }

@@ -17,10 +17,12 @@ use phonenumber::country::Id;
 
 use super::detect::{detect, KindSet, PiiKind};
 
-struct Rng(u64);
+/// A tiny deterministic xorshift generator for test fixtures (also used by
+/// the scanner's tests).
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -35,7 +37,7 @@ impl Rng {
     fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
         &xs[self.below(xs.len() as u64) as usize]
     }
-    fn digits(&mut self, n: usize) -> String {
+    pub(super) fn digits(&mut self, n: usize) -> String {
         (0..n).map(|_| char::from(b'0' + self.below(10) as u8)).collect()
     }
     fn chance(&mut self, percent: u64) -> bool {

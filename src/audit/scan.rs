@@ -671,19 +671,7 @@ mod tests {
         f.iter().map(|x| x.kind).collect()
     }
 
-    /// A tiny deterministic generator for column fixtures.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn digits(&mut self, n: usize) -> String {
-            (0..n).map(|_| char::from(b'0' + (self.next() % 10) as u8)).collect()
-        }
-    }
+    use crate::audit::labelled::Rng;
 
     #[test]
     fn thresholds_deserialize_with_defaults() {

@@ -61,35 +61,6 @@ impl PendingOutput for LocalPending {
     }
 }
 
-impl LocalSink {
-    /// Removes leftover `*.partial` files from interrupted runs. Returns how
-    /// many were removed.
-    ///
-    /// # Errors
-    /// I/O errors other than a missing folder.
-    pub fn remove_partials(&self) -> io::Result<usize> {
-        let rd = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        let mut n = 0;
-        for e in rd {
-            let e = e?;
-            if e.file_name().to_string_lossy().ends_with(PARTIAL_SUFFIX) && e.file_type()?.is_file() {
-                std::fs::remove_file(e.path())?;
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    /// Whether `name` exists in the folder.
-    pub fn exists(&self, name: &str) -> bool {
-        self.dir.join(name).exists()
-    }
-}
-
 impl Sink for LocalSink {
     fn create(&self, name: &str) -> Result<Box<dyn PendingOutput + '_>, SinkError> {
         let io_err = |op, source| SinkError::Io { op, target: self.dir.display().to_string(), source };
@@ -107,6 +78,28 @@ impl Sink for LocalSink {
             .map_err(|e| io_err("creating temporary file in", e))?;
         let file = tmp.reopen().map_err(|e| io_err("opening temporary file in", e))?;
         Ok(Box::new(LocalPending { tmp, writer: io::BufWriter::with_capacity(256 * 1024, file), final_path }))
+    }
+
+    fn exists(&self, name: &str) -> Result<bool, SinkError> {
+        Ok(self.dir.join(name).exists())
+    }
+
+    fn remove_partials(&self) -> Result<usize, SinkError> {
+        let io_err = |source| SinkError::Io { op: "cleaning", target: self.dir.display().to_string(), source };
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err(e)),
+        };
+        let mut n = 0;
+        for e in rd {
+            let e = e.map_err(io_err)?;
+            if e.file_name().to_string_lossy().ends_with(PARTIAL_SUFFIX) && e.file_type().map_err(io_err)?.is_file() {
+                std::fs::remove_file(e.path()).map_err(io_err)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     fn describe(&self) -> String {

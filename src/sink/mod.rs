@@ -43,6 +43,20 @@ pub trait Sink: Send + Sync {
     /// [`SinkError`].
     fn create(&self, name: &str) -> Result<Box<dyn PendingOutput + '_>, SinkError>;
 
+    /// Whether `name` exists in the folder (crash recovery checks whether
+    /// an output was published).
+    ///
+    /// # Errors
+    /// [`SinkError`] when the folder cannot be asked.
+    fn exists(&self, name: &str) -> Result<bool, SinkError>;
+
+    /// Removes leftover `*.partial` files of interrupted runs; returns how
+    /// many. Only safe while the run lock is held.
+    ///
+    /// # Errors
+    /// [`SinkError`].
+    fn remove_partials(&self) -> Result<usize, SinkError>;
+
     /// Human-readable location of the folder.
     fn describe(&self) -> String;
 }

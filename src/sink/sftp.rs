@@ -21,34 +21,6 @@ impl<'a> SftpSink<'a> {
     pub fn new(pool: &'a Pool, dir: String) -> Self {
         Self { pool, dir }
     }
-
-    /// Removes leftover `*.partial` files from interrupted runs. Returns
-    /// how many were removed.
-    ///
-    /// # Errors
-    /// [`SinkError`].
-    pub fn remove_partials(&self) -> Result<usize, SinkError> {
-        let mut conn = self.pool.get().map_err(sftp_err)?;
-        let Ok(entries) = conn.conn().sftp.readdir(Path::new(&self.dir)) else { return Ok(0) };
-        let mut n = 0;
-        for (p, st) in entries {
-            if st.is_file() && p.to_string_lossy().ends_with(PARTIAL_SUFFIX) {
-                let r = conn.conn().sftp.unlink(&p);
-                r.map_err(|e| sftp_err(conn.fail("removing", &p.to_string_lossy(), &e)))?;
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    /// Whether `name` exists in the outbox.
-    ///
-    /// # Errors
-    /// [`SinkError`] when the server cannot be asked.
-    pub fn exists(&self, name: &str) -> Result<bool, SinkError> {
-        let conn = self.pool.get().map_err(sftp_err)?;
-        Ok(conn.conn().sftp.stat(Path::new(&format!("{}/{name}", self.dir.trim_end_matches('/')))).is_ok())
-    }
 }
 
 fn sftp_err(e: crate::sftp::SftpError) -> SinkError {
@@ -157,6 +129,25 @@ impl Sink for SftpSink<'_> {
         })?;
         let endpoint = self.pool.endpoint();
         Ok(Box::new(SftpPending { conn, file: Some(f), tmp, target, written: 0, committed: false, endpoint }))
+    }
+
+    fn remove_partials(&self) -> Result<usize, SinkError> {
+        let mut conn = self.pool.get().map_err(sftp_err)?;
+        let Ok(entries) = conn.conn().sftp.readdir(Path::new(&self.dir)) else { return Ok(0) };
+        let mut n = 0;
+        for (p, st) in entries {
+            if st.is_file() && p.to_string_lossy().ends_with(PARTIAL_SUFFIX) {
+                let r = conn.conn().sftp.unlink(&p);
+                r.map_err(|e| sftp_err(conn.fail("removing", &p.to_string_lossy(), &e)))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn exists(&self, name: &str) -> Result<bool, SinkError> {
+        let conn = self.pool.get().map_err(sftp_err)?;
+        Ok(conn.conn().sftp.stat(Path::new(&format!("{}/{name}", self.dir.trim_end_matches('/')))).is_ok())
     }
 
     fn describe(&self) -> String {
