@@ -752,7 +752,7 @@ fn audit_cmd(config: &Path, json: bool, sample: Option<u64>, jobs: Option<usize>
             options: EngineOptions { sequential: threads == 1, max_rows: sample, ..EngineOptions::default() },
             audit_lines: Some(settings.audit.thresholds.max_lines),
         };
-        match engine::process_stream(&job, input, |_| Ok(std::io::sink())) {
+        match engine::process_stream(&job, input, |_, _| Ok(std::io::sink())) {
             Err(e) => {
                 r.would_reject = true;
                 r.reasons.push(e.to_string());

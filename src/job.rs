@@ -200,9 +200,14 @@ pub fn pass(job: &Job<'_>) -> PassResult {
     result
 }
 
-/// After a crash in `publishing`: if the CSV is in the sink, publish the
-/// manifest if missing, record `published` and archive. Returns whether
-/// the input is done (false: process it again).
+/// After a crash in `publishing`: if every CSV (one per part) is in the
+/// sink, publish the manifests that are missing, record `published` and
+/// archive. Returns whether the input is done (false: process it again).
+///
+/// When some parts were published and a later one was not (its temporary
+/// file is gone), the input is processed again as a whole and every part
+/// is published under a new name: CleverTap's profile import updates
+/// profiles by identity, so the rows of the parts sent twice change nothing.
 fn resume(
     job: &Job<'_>,
     e: &Entry,
@@ -210,16 +215,34 @@ fn resume(
     columns: &[String],
     ledger: &Mutex<Ledger>,
 ) -> Result<bool, String> {
-    let Some(csv) = outputs.first() else { return Ok(false) };
-    if !job.sink.exists(csv).map_err(|e| e.to_string())? {
+    if outputs.is_empty() {
         return Ok(false);
     }
-    let manifest = crate::manifest::manifest_name(csv);
+    let mut present = 0;
+    for csv in outputs {
+        if !job.sink.exists(csv).map_err(|e| e.to_string())? {
+            break;
+        }
+        present += 1;
+    }
+    if present < outputs.len() {
+        if present > 0 {
+            warn!(
+                "{}: {present} of {} parts were published before an interrupted run; processing the input again publishes all parts under new names",
+                e.name,
+                outputs.len()
+            );
+        }
+        return Ok(false);
+    }
     let wants_manifest =
         job.ctx.settings.sink.as_ref().is_some_and(|s| s.manifest == crate::settings::ManifestKind::Clevertap);
-    if wants_manifest && !job.sink.exists(&manifest).map_err(|e| e.to_string())? {
-        process::publish_manifest(job.ctx.settings, job.sink, csv, columns).map_err(|e| e.to_string())?;
-        info!("{}: published the missing manifest {manifest} after an interrupted run", e.name);
+    for csv in outputs {
+        let manifest = crate::manifest::manifest_name(csv);
+        if wants_manifest && !job.sink.exists(&manifest).map_err(|e| e.to_string())? {
+            process::publish_manifest(job.ctx.settings, job.sink, csv, columns).map_err(|e| e.to_string())?;
+            info!("{}: published the missing manifest {manifest} after an interrupted run", e.name);
+        }
     }
     let rec = Record {
         name: e.name.clone(),
@@ -271,14 +294,14 @@ fn process_once(job: &Job<'_>, e: &Entry, display: &str, ledger: &Mutex<Ledger>)
             return r;
         }
     };
-    let hook = |out_name: &str, columns: &[String]| -> Result<(), String> {
+    let hook = |out_names: &[String], columns: &[String]| -> Result<(), String> {
         let rec = Record {
             name: e.name.clone(),
             size: e.size,
             mtime: e.mtime,
             sha256: None,
             state: State::Publishing,
-            outputs: vec![out_name.to_owned()],
+            outputs: out_names.to_vec(),
             columns: columns.to_vec(),
             time: now_rfc3339(),
         };

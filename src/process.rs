@@ -62,8 +62,8 @@ pub struct Context<'a> {
     pub options: EngineOptions,
 }
 
-/// Hook called with (output name, output header) before publishing.
-pub type BeforePublish<'a> = dyn Fn(&str, &[String]) -> Result<(), String> + Sync + 'a;
+/// Hook called with (output names in part order, output header) before publishing.
+pub type BeforePublish<'a> = dyn Fn(&[String], &[String]) -> Result<(), String> + Sync + 'a;
 
 /// Output stem for an input file name: the name without its extension.
 pub fn stem_of(input_name: &str) -> &str {
@@ -77,8 +77,8 @@ pub fn stem_of(input_name: &str) -> &str {
 /// name) into `sink`. Never panics on bad input; the report says what
 /// happened.
 ///
-/// `before_publish` is called with the output name and header just before
-/// the CSV is renamed into place (the job records its intent in the ledger
+/// `before_publish` is called with the output names (one per part) and
+/// header just before the first CSV is renamed into place (the job records its intent in the ledger
 /// there); an error from it fails the file with nothing published.
 pub fn process_file(
     ctx: &Context<'_>,
@@ -114,6 +114,9 @@ fn run(
     before_publish: Option<&BeforePublish<'_>>,
 ) -> Result<(), (FileStatus, String)> {
     let s = ctx.settings;
+    let mut options = ctx.options;
+    options.max_part_bytes =
+        Some(s.sink.as_ref().map_or(crate::settings::DEFAULT_MAX_FILE_BYTES, |k| k.max_file_bytes));
     let job = FileJob {
         schema: &s.schema,
         delimiter: s.delimiter,
@@ -122,26 +125,30 @@ fn run(
         pool: ctx.pool,
         progress,
         cancel: ctx.cancel,
-        options: ctx.options,
+        options,
         audit_lines: (s.audit.unflagged_pii != UnflaggedPii::Ignore).then_some(s.audit.thresholds.max_lines),
     };
-    let mut out_name = String::new();
-    let open = |id: &crate::crypto::keys::DekId| -> Result<Box<dyn crate::sink::PendingOutput + '_>, String> {
-        out_name = format!("{}-{}-{}.csv", stem_of(file_name), ctx.timestamp, id);
-        sink.create(&out_name).map_err(|e| e.to_string())
-    };
+    let names = Mutex::new(Vec::<String>::new());
+    let open =
+        |part: usize, id: &crate::crypto::keys::DekId| -> Result<Box<dyn crate::sink::PendingOutput + '_>, String> {
+            let name = output_name(file_name, &ctx.timestamp, part, id);
+            let out = sink.create(&name).map_err(|e| e.to_string())?;
+            names.lock().unwrap_or_else(|p| p.into_inner()).push(name);
+            Ok(out)
+        };
     let result = engine::process_stream(&job, input, open);
-    let (outcome, pending) = match result {
+    let (outcome, parts) = match result {
         Ok(o) => o,
         Err(e) => {
             let status = match e {
-                EngineError::Header(_) => FileStatus::Failed,
+                EngineError::Header(_) | EngineError::RowTooLarge { .. } => FileStatus::Failed,
                 EngineError::Interrupted => FileStatus::Interrupted,
                 _ => FileStatus::Error,
             };
             return Err((status, e.to_string()));
         }
     };
+    let names = names.into_inner().unwrap_or_else(|p| p.into_inner());
     report.input_bytes = outcome.input_bytes;
     report.input_sha256 = Some(outcome.input_sha256.clone());
     report.rows_read = outcome.rows_read;
@@ -192,25 +199,50 @@ fn run(
     }
 
     if let Some(hook) = before_publish {
-        hook(&out_name, &outcome.columns).map_err(|e| (FileStatus::Error, e))?;
+        hook(&names, &outcome.columns).map_err(|e| (FileStatus::Error, e))?;
     }
-    let published = pending.commit().map_err(|e| (FileStatus::Error, e.to_string()))?;
-    let mut out = OutputReport {
-        path: published,
-        bytes: outcome.output_bytes,
-        sha256: outcome.output_sha256.clone(),
-        rows: outcome.rows_written,
-        manifest: None,
-    };
-    match publish_manifest(s, sink, &out_name, &outcome.columns) {
-        Ok(m) => out.manifest = m,
-        Err(e) => {
-            report.outputs.push(out);
-            return Err((FileStatus::Error, format!("the CSV was published but its manifest was not: {e}")));
+    // Every part is complete; publish each CSV, then its manifest, in part order.
+    let total = parts.len();
+    for (part, name) in parts.into_iter().zip(&names) {
+        let published = part.output.commit().map_err(|e| {
+            let done = if part.part > 1 {
+                format!(" (parts 1 to {} of {total} were published)", part.part - 1)
+            } else {
+                String::new()
+            };
+            (FileStatus::Error, format!("{e}{done}"))
+        })?;
+        let mut out = OutputReport {
+            path: published,
+            part: part.part,
+            bytes: part.bytes,
+            sha256: part.sha256,
+            rows: part.rows,
+            data_keys: part.data_keys.iter().map(|r| r.dek_id.clone()).collect(),
+            manifest: None,
+        };
+        match publish_manifest(s, sink, name, &outcome.columns) {
+            Ok(m) => out.manifest = m,
+            Err(e) => {
+                report.outputs.push(out);
+                return Err((FileStatus::Error, format!("{name} was published but its manifest was not: {e}")));
+            }
         }
+        report.outputs.push(out);
     }
-    report.outputs.push(out);
     Ok(())
+}
+
+/// The name of part `part` (1-based) of the output for `input_name`:
+/// `<stem>-<timestamp>-<dek_id>.csv` for the first part and
+/// `<stem>-<timestamp>-p<NNN>-<dek_id>.csv` for the next ones, so that the
+/// parts of one input sort together and in order (hex digits sort before `p`).
+pub fn output_name(input_name: &str, timestamp: &str, part: usize, dek_id: &crate::crypto::keys::DekId) -> String {
+    if part <= 1 {
+        format!("{}-{timestamp}-{dek_id}.csv", stem_of(input_name))
+    } else {
+        format!("{}-{timestamp}-p{part:03}-{dek_id}.csv", stem_of(input_name))
+    }
 }
 
 /// Publishes CleverTap's manifest for the data file `out_name` with output

@@ -19,12 +19,17 @@ pub const MAX_LISTED_REJECTS: usize = 1000;
 pub struct OutputReport {
     /// Final location.
     pub path: String,
+    /// 1-based part number (outputs larger than `[sink] max_file_bytes`
+    /// are cut into parts).
+    pub part: usize,
     /// Bytes.
     pub bytes: u64,
     /// SHA-256, lowercase hex.
     pub sha256: String,
     /// Data rows.
     pub rows: u64,
+    /// `dek_id`s of the data keys whose tokens are in this output.
+    pub data_keys: Vec<String>,
     /// Manifest location, if one was written.
     pub manifest: Option<String>,
 }

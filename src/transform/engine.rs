@@ -51,6 +51,9 @@ pub struct EngineOptions {
     pub sequential: bool,
     /// Stop after this many data rows (`audit --sample`).
     pub max_rows: Option<u64>,
+    /// Cut the output into parts of at most this many bytes each, header
+    /// included (`[sink] max_file_bytes`); `None`: one output.
+    pub max_part_bytes: Option<u64>,
 }
 
 impl Default for EngineOptions {
@@ -61,6 +64,7 @@ impl Default for EngineOptions {
             values_per_dek: MAX_VALUES_PER_DEK,
             sequential: false,
             max_rows: None,
+            max_part_bytes: None,
         }
     }
 }
@@ -86,6 +90,18 @@ pub enum EngineError {
     /// Interrupted by a signal.
     #[error("interrupted")]
     Interrupted,
+    /// One output row (with the header) is larger than a part may be.
+    #[error(
+        "line {line}: the output row with the header is {bytes} bytes, more than the {limit} bytes a part may hold; raise [sink] max_file_bytes"
+    )]
+    RowTooLarge {
+        /// 1-based input line of the row.
+        line: u64,
+        /// Bytes of the header and that row.
+        bytes: u64,
+        /// The part limit in bytes.
+        limit: u64,
+    },
 }
 
 /// What streaming one file produced.
@@ -105,10 +121,6 @@ pub struct StreamOutcome {
     pub input_sha256: String,
     /// Input bytes.
     pub input_bytes: u64,
-    /// SHA-256 of the output bytes, lowercase hex.
-    pub output_sha256: String,
-    /// Output bytes.
-    pub output_bytes: u64,
     /// Output header.
     pub columns: Vec<String>,
     /// Per audited `keep` column: its input name and what was seen in it.
@@ -194,18 +206,159 @@ pub struct FileJob<'a> {
     pub audit_lines: Option<usize>,
 }
 
-/// Streams `input` through the transform into `output`.
+/// One output part as the engine finished it: the writer `open_output`
+/// returned (flushed), and what went into it.
+pub struct PartOutput<W> {
+    /// The part's writer, flushed, ready to be committed.
+    pub output: W,
+    /// 1-based part number.
+    pub part: usize,
+    /// Data rows in this part.
+    pub rows: u64,
+    /// Bytes written, header included.
+    pub bytes: u64,
+    /// SHA-256 of the bytes written, lowercase hex.
+    pub sha256: String,
+    /// The data keys whose tokens are in this part, in order of first use
+    /// (the part's own key first).
+    pub data_keys: Vec<DekRecord>,
+}
+
+/// What the calling thread sends to the output writer.
+enum Msg<W> {
+    /// Bytes for the current part.
+    Bytes(Vec<u8>),
+    /// Finish the current part and continue in this one.
+    Part(W),
+}
+
+/// Owns the part being written and the finished ones (output writer side).
+struct PartWriter<W: Write> {
+    current: Option<HashingWriter<io::BufWriter<W>>>,
+    done: Vec<(W, u64, String)>,
+}
+
+impl<W: Write> PartWriter<W> {
+    fn new() -> Self {
+        Self { current: None, done: Vec::new() }
+    }
+
+    fn handle(&mut self, msg: Msg<W>) -> io::Result<()> {
+        match msg {
+            Msg::Bytes(b) => match self.current.as_mut() {
+                Some(out) => out.write_all(&b),
+                None => Err(io::Error::other("no output part is open")),
+            },
+            Msg::Part(w) => {
+                self.close_current()?;
+                self.current = Some(HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, w)));
+                Ok(())
+            }
+        }
+    }
+
+    fn close_current(&mut self) -> io::Result<()> {
+        if let Some(mut out) = self.current.take() {
+            out.flush()?;
+            let sha = data_encoding::HEXLOWER.encode(&out.hasher.finalize());
+            let w = out.inner.into_inner().map_err(io::IntoInnerError::into_error)?;
+            self.done.push((w, out.bytes, sha));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<Vec<(W, u64, String)>> {
+        self.close_current()?;
+        Ok(self.done)
+    }
+}
+
+/// Per-part bookkeeping on the calling thread.
+struct PartMeta {
+    rows: u64,
+    data_keys: Vec<DekRecord>,
+}
+
+/// The data key in use, its value count, and the parts cut so far.
+struct KeyState<'k> {
+    source: &'k dyn DataKeySource,
+    key: Arc<DataKey>,
+    key_values: u64,
+    values_per_dek: u64,
+    records: Vec<DekRecord>,
+    /// Index of the current part in `parts`.
+    part: usize,
+    /// Bytes sent to the current part, header included.
+    part_bytes: u64,
+    parts: Vec<PartMeta>,
+}
+
+impl KeyState<'_> {
+    fn fresh(&mut self) -> Result<(), EngineError> {
+        let (k, rec) = self.source.fresh_key().map_err(EngineError::Key)?;
+        self.key = Arc::new(k);
+        self.records.push(rec);
+        self.key_values = 0;
+        Ok(())
+    }
+
+    /// Reserves `values` encryptions under the current key, rolling over to
+    /// a fresh key first when the limit would be passed.
+    fn reserve(&mut self, values: u64) -> Result<(), EngineError> {
+        if values > 0 && self.key_values + values > self.values_per_dek {
+            self.fresh()?;
+        }
+        self.key_values += values;
+        Ok(())
+    }
+
+    /// Notes that tokens of `key` went into the current part.
+    fn used(&mut self, key: &DataKey) {
+        let id = key.id().to_string();
+        let meta = &mut self.parts[self.part];
+        if meta.data_keys.iter().any(|r| r.dek_id == id) {
+            return;
+        }
+        if let Some(rec) = self.records.iter().find(|r| r.dek_id == id) {
+            meta.data_keys.push(rec.clone());
+        }
+    }
+}
+
+/// End offsets of each record in RFC 4180 `bytes` (as the transform wrote them).
+fn record_ends(bytes: &[u8]) -> Vec<usize> {
+    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
+    let mut rec = ByteRecord::new();
+    let mut starts = Vec::new();
+    while let Ok(true) = rdr.read_byte_record(&mut rec) {
+        starts.push(rec.position().map_or(0, |p| p.byte()) as usize);
+    }
+    let mut ends: Vec<usize> = starts.iter().skip(1).copied().collect();
+    if !starts.is_empty() {
+        ends.push(bytes.len());
+    }
+    ends
+}
+
+/// Streams `input` through the transform into one or more outputs.
+///
+/// Once the header has passed the schema, the file's first data key is made
+/// and `open_output(1, dek_id)` is called (the key's id names the output);
+/// no key and no output exist for a file whose header is refused. When
+/// [`EngineOptions::max_part_bytes`] is set and the next row would pass it,
+/// the current part ends at that row boundary and a new part begins with a
+/// fresh data key, `open_output(part, dek_id)` and the header again; rows
+/// already encrypted under the previous part's key for the new part are
+/// encrypted again under the new one, so every part's tokens use its own
+/// keys only.
 ///
 /// # Errors
 /// [`EngineError`]; rows that fail are not errors but [`Reject`]s.
-/// Once the header has passed the schema, the file's first data key is made
-/// and `open_output` is called with its id (which names the output); no key
-/// and no output exist for a file whose header is refused.
 pub fn process_stream<W: Write + Send>(
     job: &FileJob<'_>,
     input: impl Read,
-    open_output: impl FnOnce(&crate::crypto::keys::DekId) -> Result<W, String>,
-) -> Result<(StreamOutcome, W), EngineError> {
+    mut open_output: impl FnMut(usize, &crate::crypto::keys::DekId) -> Result<W, String>,
+) -> Result<(StreamOutcome, Vec<PartOutput<W>>), EngineError> {
     let shared = Arc::new(Shared { bytes: std::sync::atomic::AtomicU64::new(0) });
     let counted = CountingReader::new(HashingReader::new(input), shared.clone());
     let mut buffered = BufReader::with_capacity(256 * 1024, counted);
@@ -244,52 +397,62 @@ pub fn process_stream<W: Write + Send>(
     }
     let scanned: Vec<String> = transformer.scanned_columns().map(str::to_owned).collect();
     let transformer = Arc::new(transformer);
-
-    let (first_key, first_rec) = job.keys.fresh_key().map_err(EngineError::Key)?;
-    let output = open_output(first_key.id()).map_err(EngineError::Open)?;
-    let mut out = HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, output));
-    {
-        let mut w = csv::WriterBuilder::new().from_writer(&mut out);
+    let header_bytes = {
+        let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
         w.write_record(&columns).map_err(|e| EngineError::Write(io::Error::other(e)))?;
-        w.flush().map_err(EngineError::Write)?;
-    }
+        w.into_inner().map_err(|e| EngineError::Write(e.into_error()))?
+    };
+
+    let opts = job.options;
+    let limit = opts.max_part_bytes.unwrap_or(u64::MAX);
+    let (first_key, first_rec) = job.keys.fresh_key().map_err(EngineError::Key)?;
+    let mut ks = KeyState {
+        source: job.keys,
+        key: Arc::new(first_key),
+        key_values: 0,
+        values_per_dek: opts.values_per_dek,
+        records: vec![first_rec.clone()],
+        part: 0,
+        part_bytes: header_bytes.len() as u64,
+        parts: vec![PartMeta { rows: 0, data_keys: vec![first_rec] }],
+    };
+    let first_output = open_output(1, ks.key.id()).map_err(EngineError::Open)?;
+    let mut part_writer = PartWriter::new();
+    part_writer.handle(Msg::Part(first_output)).map_err(EngineError::Write)?;
+    part_writer.handle(Msg::Bytes(header_bytes.clone())).map_err(EngineError::Write)?;
 
     let mut outcome = StreamOutcome { columns, ..Default::default() };
     let mut scanners: Vec<Option<crate::audit::scan::ColumnScanner>> = scanned.iter().map(|_| None).collect();
-    let mut key = Arc::new(first_key);
-    outcome.data_keys.push(first_rec);
-    let mut key_values = 0u64;
 
-    let opts = job.options;
-    let (tx, rx) = crossbeam_channel::unbounded::<(u64, ChunkOutput, Vec<ByteRecord>)>();
+    type Done = (u64, ChunkOutput, Vec<ByteRecord>, usize, Arc<DataKey>);
+    let (tx, rx) = crossbeam_channel::unbounded::<Done>();
     let mut free: Vec<Vec<ByteRecord>> = (0..opts.max_in_flight.max(1)).map(|_| Vec::new()).collect();
-    let mut pending: BTreeMap<u64, (ChunkOutput, Vec<ByteRecord>)> = BTreeMap::new();
+    let mut pending: BTreeMap<u64, (ChunkOutput, Vec<ByteRecord>, usize, Arc<DataKey>)> = BTreeMap::new();
     let (mut next_read, mut next_write, mut in_flight) = (0u64, 0u64, 0usize);
     let mut eof = false;
 
     // Output bytes go to a writer thread (write syscalls and the output hash
     // run beside parsing); with `sequential` everything stays on this thread.
-    let (wtx, wrx) = crossbeam_channel::bounded::<Vec<u8>>(opts.max_in_flight.max(1));
-    let write_all = |out: &mut HashingWriter<io::BufWriter<W>>, rx: crossbeam_channel::Receiver<Vec<u8>>| {
-        for bytes in rx {
-            out.write_all(&bytes)?;
-        }
-        out.flush()
-    };
-    let mut out_slot = Some(out);
+    let (wtx, wrx) = crossbeam_channel::bounded::<Msg<W>>(opts.max_in_flight.max(1));
+    let mut writer_slot = Some(part_writer);
     let result: Result<(), EngineError> = std::thread::scope(|scope| {
         let writer = if opts.sequential {
             None
         } else {
-            let mut out = out_slot.take().expect("present");
+            let mut pw = writer_slot.take().expect("present");
             let rx = wrx.clone();
-            Some(scope.spawn(move || write_all(&mut out, rx).map(|_| out)))
+            Some(scope.spawn(move || -> io::Result<PartWriter<W>> {
+                for msg in rx {
+                    pw.handle(msg)?;
+                }
+                Ok(pw)
+            }))
         };
         drop(wrx);
-        let mut emit = |bytes: Vec<u8>| -> Result<(), EngineError> {
-            match out_slot.as_mut() {
-                Some(out) => out.write_all(&bytes).map_err(EngineError::Write),
-                None => wtx.send(bytes).map_err(|_| EngineError::Write(io::Error::other("output writer stopped"))),
+        let mut emit = |msg: Msg<W>| -> Result<(), EngineError> {
+            match writer_slot.as_mut() {
+                Some(pw) => pw.handle(msg).map_err(EngineError::Write),
+                None => wtx.send(msg).map_err(|_| EngineError::Write(io::Error::other("output writer stopped"))),
             }
         };
         let run = (|| -> Result<(), EngineError> {
@@ -330,22 +493,16 @@ pub fn process_stream<W: Write + Send>(
                         free.push(chunk);
                         break;
                     }
-                    let upper = n as u64 * encrypt_cols;
-                    if encrypt_cols > 0 && key_values + upper > opts.values_per_dek {
-                        let (k, rec) = job.keys.fresh_key().map_err(EngineError::Key)?;
-                        key = Arc::new(k);
-                        outcome.data_keys.push(rec);
-                        key_values = 0;
-                    }
-                    key_values += upper;
+                    ks.reserve(n as u64 * encrypt_cols)?;
+                    let (key, part) = (ks.key.clone(), ks.part);
                     if opts.sequential {
                         let result = transformer.transform_chunk(&chunk, &key);
-                        pending.insert(next_read, (result, chunk));
+                        pending.insert(next_read, (result, chunk, part, key));
                     } else {
-                        let (t, k, tx, seq) = (transformer.clone(), key.clone(), tx.clone(), next_read);
+                        let (t, tx, seq) = (transformer.clone(), tx.clone(), next_read);
                         job.pool.spawn(move || {
-                            let result = t.transform_chunk(&chunk, &k);
-                            let _ = tx.send((seq, result, chunk));
+                            let result = t.transform_chunk(&chunk, &key);
+                            let _ = tx.send((seq, result, chunk, part, key));
                         });
                         in_flight += 1;
                     }
@@ -356,27 +513,40 @@ pub fn process_stream<W: Write + Send>(
                 }
                 if in_flight > 0 {
                     // Wait for at least one result, then take whatever else is ready.
-                    let first =
+                    let (seq, res, chunk, part, key) =
                         rx.recv().map_err(|_| EngineError::Write(io::Error::other("transform worker vanished")))?;
                     in_flight -= 1;
-                    pending.insert(first.0, (first.1, first.2));
-                    while let Ok((seq, res, chunk)) = rx.try_recv() {
+                    pending.insert(seq, (res, chunk, part, key));
+                    while let Ok((seq, res, chunk, part, key)) = rx.try_recv() {
                         in_flight -= 1;
-                        pending.insert(seq, (res, chunk));
+                        pending.insert(seq, (res, chunk, part, key));
                     }
                 }
-                while let Some((res, chunk)) = pending.remove(&next_write) {
+                while let Some((mut res, chunk, part, key)) = pending.remove(&next_write) {
                     outcome.rows_read += res.rows;
                     outcome.rows_written += res.written;
                     outcome.values_encrypted += res.encrypted;
-                    outcome.rejects.extend(res.rejects);
-                    for (acc, sc) in scanners.iter_mut().zip(res.scanners) {
+                    let rejects = std::mem::take(&mut res.rejects);
+                    for (acc, sc) in scanners.iter_mut().zip(std::mem::take(&mut res.scanners)) {
                         match acc {
                             Some(a) => a.merge(sc),
                             None => *acc = Some(sc),
                         }
                     }
-                    emit(res.bytes)?;
+                    let placed = Placed { bytes: res.bytes, rows: res.written, part, key };
+                    place(
+                        &mut ks,
+                        &transformer,
+                        &chunk,
+                        &rejects,
+                        encrypt_cols,
+                        limit,
+                        placed,
+                        &header_bytes,
+                        &mut open_output,
+                        &mut emit,
+                    )?;
+                    outcome.rejects.extend(rejects);
                     free.push(chunk);
                     next_write += 1;
                     job.progress.update(shared.bytes.load(Ordering::Relaxed), outcome.rows_read);
@@ -386,7 +556,7 @@ pub fn process_stream<W: Write + Send>(
         drop(wtx);
         if let Some(w) = writer {
             match w.join() {
-                Ok(Ok(out)) => out_slot = Some(out),
+                Ok(Ok(pw)) => writer_slot = Some(pw),
                 Ok(Err(e)) => return Err(EngineError::Write(e)),
                 Err(_) => return Err(EngineError::Write(io::Error::other("output writer panicked"))),
             }
@@ -395,18 +565,118 @@ pub fn process_stream<W: Write + Send>(
     });
     result?;
     outcome.scanners = scanned.into_iter().zip(scanners).filter_map(|(n, s)| s.map(|s| (n, s))).collect();
-    let mut out = out_slot.expect("writer returned the output");
-    out.flush().map_err(EngineError::Write)?;
-    outcome.output_bytes = out.bytes;
-    outcome.output_sha256 = data_encoding::HEXLOWER.encode(&out.hasher.finalize());
-    let output = out.inner.into_inner().map_err(|e| EngineError::Write(e.into_error()))?;
+    let finished = writer_slot.expect("writer returned the outputs").finish().map_err(EngineError::Write)?;
+    outcome.data_keys = ks.records;
+    let parts = finished
+        .into_iter()
+        .zip(ks.parts)
+        .enumerate()
+        .map(|(i, ((output, bytes, sha256), meta))| PartOutput {
+            output,
+            part: i + 1,
+            rows: meta.rows,
+            bytes,
+            sha256,
+            data_keys: meta.data_keys,
+        })
+        .collect();
     // Drain whatever the CSV reader did not consume so the hash covers the whole input.
     let mut counted = rdr.into_inner().into_inner();
     io::copy(&mut counted, &mut io::sink()).map_err(EngineError::Read)?;
     outcome.input_bytes = counted.inner.bytes;
     outcome.input_sha256 = data_encoding::HEXLOWER.encode(&counted.inner.hasher.finalize());
     job.progress.update(outcome.input_bytes, outcome.rows_read);
-    Ok((outcome, output))
+    Ok((outcome, parts))
+}
+
+/// A transformed chunk on its way into the output.
+struct Placed {
+    bytes: Vec<u8>,
+    rows: u64,
+    /// The part whose key encrypted it.
+    part: usize,
+    key: Arc<DataKey>,
+}
+
+/// Writes a transformed chunk into the current part, cutting to new parts
+/// at row boundaries as `limit` requires. `records` are the chunk's input
+/// records and `rejects` its rejected rows (which have no output row).
+#[allow(clippy::too_many_arguments)]
+fn place<W>(
+    ks: &mut KeyState<'_>,
+    transformer: &Transformer,
+    records: &[ByteRecord],
+    rejects: &[Reject],
+    encrypt_cols: u64,
+    limit: u64,
+    mut chunk: Placed,
+    header: &[u8],
+    open_output: &mut impl FnMut(usize, &crate::crypto::keys::DekId) -> Result<W, String>,
+    emit: &mut impl FnMut(Msg<W>) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    let mut records = records;
+    let again = |ks: &mut KeyState<'_>, records: &[ByteRecord]| -> Result<Placed, EngineError> {
+        ks.reserve(records.len() as u64 * encrypt_cols)?;
+        let out = transformer.transform_chunk(records, &ks.key);
+        Ok(Placed { bytes: out.bytes, rows: out.written, part: ks.part, key: ks.key.clone() })
+    };
+    if chunk.part != ks.part {
+        // Encrypted under an earlier part's key before that part was cut.
+        chunk = again(ks, records)?;
+    }
+    loop {
+        if chunk.rows == 0 {
+            return Ok(());
+        }
+        if ks.part_bytes + chunk.bytes.len() as u64 <= limit {
+            ks.part_bytes += chunk.bytes.len() as u64;
+            ks.parts[ks.part].rows += chunk.rows;
+            ks.used(&chunk.key);
+            return emit(Msg::Bytes(chunk.bytes));
+        }
+        let ends = record_ends(&chunk.bytes);
+        let fit = ends.iter().take_while(|&&e| ks.part_bytes + e as u64 <= limit).count();
+        let is_rejected = |r: &ByteRecord| {
+            let line = r.position().map_or(0, |p| p.line());
+            rejects.iter().any(|j| j.line == line)
+        };
+        if fit == 0 && ks.parts[ks.part].rows == 0 {
+            let line = records.iter().find(|r| !is_rejected(r)).and_then(|r| r.position()).map_or(0, |p| p.line());
+            return Err(EngineError::RowTooLarge {
+                line,
+                bytes: ends.first().copied().unwrap_or(0) as u64 + header.len() as u64,
+                limit,
+            });
+        }
+        if fit > 0 {
+            let rest = chunk.bytes.split_off(ends[fit - 1]);
+            ks.part_bytes += chunk.bytes.len() as u64;
+            ks.parts[ks.part].rows += fit as u64;
+            ks.used(&chunk.key);
+            emit(Msg::Bytes(std::mem::replace(&mut chunk.bytes, rest)))?;
+            // Skip the input records of the rows just written.
+            let mut written = 0;
+            let mut idx = 0;
+            while written < fit {
+                if !is_rejected(&records[idx]) {
+                    written += 1;
+                }
+                idx += 1;
+            }
+            records = &records[idx..];
+        }
+        // Cut: a new part with its own data key and the header.
+        ks.fresh()?;
+        ks.part += 1;
+        ks.parts.push(PartMeta { rows: 0, data_keys: Vec::new() });
+        let w = open_output(ks.part + 1, ks.key.id()).map_err(EngineError::Open)?;
+        emit(Msg::Part(w))?;
+        emit(Msg::Bytes(header.to_vec()))?;
+        ks.part_bytes = header.len() as u64;
+        let own = ks.key.clone();
+        ks.used(&own);
+        chunk = again(ks, records)?;
+    }
 }
 
 /// Counts bytes for progress and records where line breaks are, so that
@@ -508,6 +778,86 @@ name = "n"
         }
     }
 
+    /// Parts are cut at row boundaries while chunks are in flight: chunks
+    /// already encrypted under the previous part's key are encrypted again,
+    /// so every part holds only tokens of its own keys, and the parts'
+    /// rows together are the input in order.
+    #[test]
+    fn parts_cut_at_row_boundaries_with_their_own_keys() {
+        for sequential in [false, true] {
+            for values_per_dek in [1_000_000, 25] {
+                cut_parts(sequential, values_per_dek);
+            }
+        }
+    }
+
+    fn cut_parts(sequential: bool, values_per_dek: u64) {
+        let settings = Settings::from_toml(std::path::Path::new("/x/p.toml"), CFG, None).unwrap();
+        let mut input = String::from("email,n\n");
+        for i in 0..700 {
+            input.push_str(&format!("user{i}@example.test,{}\n", "n".repeat(i % 13)));
+        }
+        let keys = MemKeys(Mutex::new(Vec::new()));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let cancel = AtomicBool::new(false);
+        let pseudonymizer = Pseudonymizer::new(&PseudonymKey::generate());
+        let job = FileJob {
+            schema: &settings.schema,
+            delimiter: b',',
+            pseudonymizer: &pseudonymizer,
+            keys: &keys,
+            pool: &pool,
+            progress: &(),
+            cancel: &cancel,
+            options: EngineOptions {
+                chunk_rows: 7,
+                max_in_flight: 4,
+                values_per_dek,
+                sequential,
+                max_rows: None,
+                max_part_bytes: Some(3000),
+            },
+            audit_lines: None,
+        };
+        let mut opened = Vec::new();
+        let (outcome, parts) = process_stream(&job, input.as_bytes(), |part, id| {
+            opened.push((part, *id));
+            Ok(Vec::new())
+        })
+        .unwrap();
+        assert_eq!(outcome.rows_written, 700);
+        assert!(parts.len() > 10, "{}", parts.len());
+        assert_eq!(opened.len(), parts.len());
+        let made = keys.0.lock().unwrap();
+        let mut i = 0;
+        for (n, p) in parts.iter().enumerate() {
+            assert_eq!(p.part, n + 1);
+            assert_eq!(opened[n].0, n + 1);
+            assert_eq!(p.data_keys[0].dek_id, opened[n].1.to_string(), "a part's first key names it");
+            assert!(p.output.len() as u64 <= 3000 && p.bytes == p.output.len() as u64);
+            let mut r = csv::Reader::from_reader(&p.output[..]);
+            assert_eq!(r.headers().unwrap(), vec!["email", "n"]);
+            let mut rows = 0;
+            for rec in r.records() {
+                let rec = rec.unwrap();
+                let (id, payload) = aead::parse_token(rec[0].as_bytes()).unwrap();
+                assert!(
+                    p.data_keys.iter().any(|k| k.dek_id == id.to_string()),
+                    "part {} token under a foreign key",
+                    p.part
+                );
+                let (_, dek) = made.iter().find(|(k, _)| *k == id).unwrap();
+                let plain = DataKey::new(id, dek).decrypt_payload(b"email", &payload).unwrap();
+                assert_eq!(plain, format!("user{i}@example.test").as_bytes());
+                assert_eq!(&rec[1], "n".repeat(i % 13));
+                i += 1;
+                rows += 1;
+            }
+            assert_eq!(p.rows, rows);
+        }
+        assert_eq!(i, 700);
+    }
+
     fn roll_over(sequential: bool) {
         let settings = Settings::from_toml(std::path::Path::new("/x/p.toml"), CFG, None).unwrap();
         let mut input = String::from("email,n\n");
@@ -532,10 +882,13 @@ name = "n"
                 values_per_dek: 1000,
                 sequential,
                 max_rows: None,
+                max_part_bytes: None,
             },
             audit_lines: None,
         };
-        let (outcome, out) = process_stream(&job, input.as_bytes(), |_| Ok(Vec::new())).unwrap();
+        let (outcome, parts) = process_stream(&job, input.as_bytes(), |_, _| Ok(Vec::new())).unwrap();
+        assert_eq!(parts.len(), 1);
+        let out = &parts[0].output;
         assert_eq!(outcome.rows_written, 2500);
         assert_eq!(outcome.data_keys.len(), 3, "1000 + 1000 + 500 values");
         let made = keys.0.lock().unwrap();

@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod job;
+mod parts;
 mod process;
 mod sftp;
 mod sshd;
