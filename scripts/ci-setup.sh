@@ -7,8 +7,9 @@
 # tests) and writes target/ci-sftp-env.sh, to be sourced by the test script:
 #   export PIIGATE_TEST_SFTP_PASSWORD_USER=piigate-sftp
 #   export PIIGATE_TEST_SFTP_PASSWORD=...
-# and installs the Python packages the known-answer vector scripts use
-# (cryptography, phonenumbers) if python3 cannot import them.
+# installs GnuPG (the OpenPGP upload tests decrypt outputs with gpg) and the
+# Python packages the known-answer vector scripts use (cryptography,
+# phonenumbers) if python3 cannot import them.
 #
 # Not as root: only checks, prints what is missing, and exits 0.
 set -euo pipefail
@@ -42,6 +43,10 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
     if ! id "$SFTP_USER" >/dev/null 2>&1; then
         say "missing: user $SFTP_USER (password-login SFTP tests; as root: scripts/ci-setup.sh)"
+    fi
+    if ! command -v gpg >/dev/null 2>&1; then
+        say "MISSING: gpg (OpenPGP upload tests); as root: apt-get install -y gnupg"
+        missing=1
     fi
     if ! have_python_deps; then
         say "MISSING: python3 modules cryptography, phonenumbers; python3 -m pip install cryptography phonenumbers"
@@ -78,6 +83,16 @@ if ! have_ssh_tools; then
 fi
 have_ssh_tools || { say "OpenSSH still missing after install"; exit 1; }
 mkdir -p -m 0755 /run/sshd
+
+# --- GnuPG (decrypts the OpenPGP upload tests' outputs) -----------------------
+if ! command -v gpg >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq
+    say "installing gnupg"
+    apt-get install -y -qq --no-install-recommends gnupg >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends gnupg >/dev/null; }
+fi
+command -v gpg >/dev/null 2>&1 || { say "gpg still missing after install"; exit 1; }
 
 # --- password-login user ----------------------------------------------------
 if ! id "$SFTP_USER" >/dev/null 2>&1; then

@@ -138,10 +138,22 @@ fn cancel_flag() -> Arc<AtomicBool> {
     flag
 }
 
+/// The OpenPGP recipient of `[sink.pgp]`, loaded and checked once per run.
+fn load_recipient(settings: &Settings) -> Result<Option<crate::sink::pgp::Recipient>, CommandError> {
+    let Some(pgp) = settings.sink.as_ref().and_then(|s| s.pgp.as_ref()) else { return Ok(None) };
+    let r = crate::sink::pgp::Recipient::load(&pgp.recipient_key, &pgp.key_id).map_err(|e| usage(anyhow!(e)))?;
+    info!("OpenPGP: encrypting outputs to key {} (CleverTap Key ID {})", r.fingerprint, r.clevertap_key_id);
+    Ok(Some(r))
+}
+
 fn log_file(r: &FileReport) {
     match r.status {
         FileStatus::Ok => {
-            let out = r.outputs.first().map(|o| o.path.as_str()).unwrap_or("-");
+            let out = match r.outputs.len() {
+                0 => "-".to_owned(),
+                1 => r.outputs[0].path.clone(),
+                n => format!("{} (+{} more parts)", r.outputs[0].path, n - 1),
+            };
             info!(
                 file = %r.input,
                 rows = r.rows_read,
@@ -168,6 +180,7 @@ fn process_cmd(
 ) -> CmdResult {
     let settings = load_settings(config)?;
     let keyring = load_keyring(&settings.keyring)?;
+    let recipient = load_recipient(&settings)?;
     let sink: Box<dyn Sink> = match (output, settings.sink.as_ref().map(|s| &s.location)) {
         (Some(dir), _) => Box::new(LocalSink::new(dir)),
         (None, Some(Location::Local(dir))) => Box::new(LocalSink::new(dir.clone())),
@@ -191,6 +204,7 @@ fn process_cmd(
         cancel: &cancel,
         timestamp: report::compact_timestamp(started),
         options: EngineOptions { sequential: threads == 1, ..EngineOptions::default() },
+        recipient: recipient.as_ref(),
     };
     let started_text = report::now_rfc3339();
     let next = AtomicUsize::new(0);
@@ -494,6 +508,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
             cancel: &cancel,
             timestamp: String::new(),
             options: EngineOptions::default(),
+            recipient: None,
         };
         let job = Job {
             ctx: &ctx,
@@ -558,6 +573,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
     }
 
     let keyring = load_keyring(&settings.keyring)?;
+    let recipient = load_recipient(&settings)?;
     let (pool, threads) = build_pool(jobs)?;
     let keys = KeystoreKeys::new(&keyring, settings.keystore.clone());
     let reporter = make_reporter(bars);
@@ -583,6 +599,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
             cancel: &cancel,
             timestamp: report::compact_timestamp(started),
             options: EngineOptions { sequential: threads == 1, ..EngineOptions::default() },
+            recipient: recipient.as_ref(),
         };
         let job = Job {
             ctx: &ctx,

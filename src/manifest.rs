@@ -31,24 +31,29 @@ struct Manifest<'a> {
     kind: &'static str,
     #[serde(rename = "clientEmail")]
     client_email: &'a str,
+    #[serde(rename = "keyId", skip_serializing_if = "Option::is_none")]
+    key_id: Option<&'a str>,
     columns: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The manifest JSON (pretty-printed, trailing newline) for `file_name`.
-pub fn clevertap_manifest(file_name: &str, client_email: &str, plan: &Plan) -> Vec<u8> {
+/// The manifest JSON (pretty-printed, trailing newline) for `file_name`;
+/// `key_id` is CleverTap's Key ID of the OpenPGP key an encrypted
+/// (`.csv.asc`) data file is encrypted to ("File Upload Encryption").
+pub fn clevertap_manifest(file_name: &str, client_email: &str, key_id: Option<&str>, plan: &Plan) -> Vec<u8> {
     let mut columns = serde_json::Map::new();
     for c in plan.columns.iter().filter(|c| c.action != Action::Drop) {
         let col = Column { ct_name: &c.ct_name, data_type: c.ct_type };
         columns.insert(c.name.clone(), serde_json::to_value(col).unwrap_or_default());
     }
-    let m = Manifest { file_name, kind: "profile", client_email, columns };
+    let m = Manifest { file_name, kind: "profile", client_email, key_id, columns };
     let mut out = serde_json::to_vec_pretty(&m).unwrap_or_default();
     out.push(b'\n');
     out
 }
 
-/// The manifest's name for a data file: the data file's stem + `.manifest`.
+/// The manifest's name for a data file (`.csv` or OpenPGP `.csv.asc`):
+/// the data file's stem + `.manifest`.
 pub fn manifest_name(data_file: &str) -> String {
-    let stem = data_file.strip_suffix(".csv").unwrap_or(data_file);
+    let stem = data_file.strip_suffix(".csv.asc").or_else(|| data_file.strip_suffix(".csv")).unwrap_or(data_file);
     format!("{stem}.manifest")
 }

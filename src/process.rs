@@ -60,6 +60,8 @@ pub struct Context<'a> {
     pub timestamp: String,
     /// Engine tuning.
     pub options: EngineOptions,
+    /// `[sink.pgp]`: outputs are OpenPGP-encrypted to this key.
+    pub recipient: Option<&'a crate::sink::pgp::Recipient>,
 }
 
 /// Hook called with (output names in part order, output header) before publishing.
@@ -92,7 +94,9 @@ pub fn process_file(
     let started = Instant::now();
     let mut report = FileReport::new(display.to_owned());
     let progress = ctx.reporter.file_started(file_name, size);
-    let result = run(ctx, file_name, input, sink, &*progress, &mut report, before_publish);
+    // OpenPGP encryption runs on scoped threads beside the engine.
+    let result =
+        std::thread::scope(|scope| run(ctx, scope, file_name, input, sink, &*progress, &mut report, before_publish));
     report.seconds = started.elapsed().as_secs_f64();
     match result {
         Ok(()) => report.status = FileStatus::Ok,
@@ -104,19 +108,25 @@ pub fn process_file(
     report
 }
 
-fn run(
-    ctx: &Context<'_>,
+#[allow(clippy::too_many_arguments)]
+fn run<'scope, 'env>(
+    ctx: &'env Context<'_>,
+    scope: &'scope std::thread::Scope<'scope, 'env>,
     file_name: &str,
     input: impl Read,
-    sink: &dyn Sink,
+    sink: &'env dyn Sink,
     progress: &dyn engine::FileProgress,
     report: &mut FileReport,
     before_publish: Option<&BeforePublish<'_>>,
 ) -> Result<(), (FileStatus, String)> {
     let s = ctx.settings;
     let mut options = ctx.options;
-    options.max_part_bytes =
-        Some(s.sink.as_ref().map_or(crate::settings::DEFAULT_MAX_FILE_BYTES, |k| k.max_file_bytes));
+    let max_file_bytes = s.sink.as_ref().map_or(crate::settings::DEFAULT_MAX_FILE_BYTES, |k| k.max_file_bytes);
+    options.max_part_bytes = Some(match ctx.recipient {
+        // Parts are cut on the plaintext so each encrypted file stays under the limit.
+        Some(_) => crate::sink::pgp::plaintext_budget(max_file_bytes.min(crate::settings::PGP_MAX_FILE_BYTES)),
+        None => max_file_bytes,
+    });
     let job = FileJob {
         schema: &s.schema,
         delimiter: s.delimiter,
@@ -129,13 +139,25 @@ fn run(
         audit_lines: (s.audit.unflagged_pii != UnflaggedPii::Ignore).then_some(s.audit.thresholds.max_lines),
     };
     let names = Mutex::new(Vec::<String>::new());
-    let open =
-        |part: usize, id: &crate::crypto::keys::DekId| -> Result<Box<dyn crate::sink::PendingOutput + '_>, String> {
-            let name = output_name(file_name, &ctx.timestamp, part, id);
-            let out = sink.create(&name).map_err(|e| e.to_string())?;
-            names.lock().unwrap_or_else(|p| p.into_inner()).push(name);
-            Ok(out)
+    let open = |part: usize,
+                id: &crate::crypto::keys::DekId|
+     -> Result<Box<dyn crate::sink::PendingOutput + 'scope>, String> {
+        let csv_name = output_name(file_name, &ctx.timestamp, part, id);
+        let out = match ctx.recipient {
+            Some(r) => {
+                let name = format!("{csv_name}.asc");
+                let out = sink.create(&name).map_err(|e| e.to_string())?;
+                names.lock().unwrap_or_else(|p| p.into_inner()).push(name);
+                r.encrypt_into(scope, csv_name, out)
+            }
+            None => {
+                let out = sink.create(&csv_name).map_err(|e| e.to_string())?;
+                names.lock().unwrap_or_else(|p| p.into_inner()).push(csv_name);
+                out
+            }
         };
+        Ok(out)
+    };
     let result = engine::process_stream(&job, input, open);
     let (outcome, parts) = match result {
         Ok(o) => o,
@@ -262,8 +284,9 @@ pub fn publish_manifest(
         return Ok(None);
     }
     let email = sink_settings.clevertap_client_email.as_deref().unwrap_or_default();
+    let key_id = sink_settings.pgp.as_ref().map(|p| p.key_id.as_str());
     let plan = plan_for_manifest(s, columns);
-    let body = manifest::clevertap_manifest(out_name, email, &plan);
+    let body = manifest::clevertap_manifest(out_name, email, key_id, &plan);
     let name = manifest::manifest_name(out_name);
     let mut m = sink.create(&name)?;
     std::io::Write::write_all(&mut m, &body).map_err(|e| crate::sink::SinkError::Io {

@@ -127,9 +127,7 @@ struct RawSink {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPgp {
-    #[allow(dead_code)]
     recipient_key: String,
-    #[allow(dead_code)]
     key_id: String,
 }
 
@@ -331,9 +329,23 @@ pub struct SinkSettings {
     pub manifest: ManifestKind,
     /// `clientEmail` of CleverTap's manifest.
     pub clevertap_client_email: Option<String>,
-    /// Largest data file in bytes (CleverTap: 5 GB).
+    /// Largest data file in bytes (CleverTap: 5 GB; 1 GB with OpenPGP).
     pub max_file_bytes: u64,
+    /// `[sink.pgp]`: OpenPGP-encrypt each data file.
+    pub pgp: Option<PgpSettings>,
 }
+
+/// `[sink.pgp]`: CleverTap's encrypted upload ("File Upload Encryption").
+#[derive(Clone, Debug)]
+pub struct PgpSettings {
+    /// The ASCII-armored public key CleverTap issued.
+    pub recipient_key: PathBuf,
+    /// The Key ID CleverTap shows for that key; goes into each manifest as `keyId`.
+    pub key_id: String,
+}
+
+/// CleverTap takes OpenPGP-encrypted data files under 1 GB.
+pub const PGP_MAX_FILE_BYTES: u64 = 1_000_000_000;
 
 /// One output column of the schema.
 #[derive(Clone, Debug)]
@@ -506,13 +518,19 @@ impl Settings {
         let sink = match raw.sink {
             None => None,
             Some(s) => {
-                if s.pgp.is_some() {
-                    return Err(invalid(
-                        "sink.pgp",
-                        "OpenPGP-encrypted uploads are not supported by this version of piigate; remove [sink.pgp]"
-                            .into(),
-                    ));
-                }
+                let pgp = match s.pgp {
+                    None => None,
+                    Some(p) => {
+                        let key_id = p.key_id.trim().to_owned();
+                        if key_id.is_empty() || !key_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                            return Err(invalid(
+                                "sink.pgp.key_id",
+                                "must be the Key ID CleverTap shows for the key, e.g. \"ec491319-0000-0000-0000-000000000000\"".into(),
+                            ));
+                        }
+                        Some(PgpSettings { recipient_key: resolve(&p.recipient_key), key_id })
+                    }
+                };
                 let manifest = s.manifest.unwrap_or(ManifestKind::Clevertap);
                 if manifest == ManifestKind::Clevertap {
                     match s.clevertap_client_email.as_deref() {
@@ -529,11 +547,18 @@ impl Settings {
                 if max_file_bytes < 1024 {
                     return Err(invalid("sink.max_file_bytes", "must be at least 1024 bytes".into()));
                 }
+                if pgp.is_some() && max_file_bytes < 16 * 1024 {
+                    return Err(invalid(
+                        "sink.max_file_bytes",
+                        "must be at least 16384 bytes with [sink.pgp] (OpenPGP and ASCII armor add about a third and a few kilobytes)".into(),
+                    ));
+                }
                 Some(SinkSettings {
                     location: location("sink", s.kind, &s.path, s.sftp)?,
                     manifest,
                     clevertap_client_email: s.clevertap_client_email,
                     max_file_bytes,
+                    pgp,
                 })
             }
         };

@@ -3,6 +3,7 @@
 //! on [`PendingOutput::commit`]; dropping one uncommitted removes it.
 
 pub mod local;
+pub mod pgp;
 pub mod sftp;
 
 use std::io::Write;

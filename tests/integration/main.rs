@@ -4,6 +4,7 @@ mod access;
 mod audit;
 mod job;
 mod parts;
+mod pgp;
 mod process;
 mod sftp;
 mod sshd;

@@ -3,7 +3,7 @@
 
 use crate::workdir::{csv_rows, Workdir};
 
-fn with_limit(wd: &Workdir, limit: u64) {
+pub fn with_limit(wd: &Workdir, limit: u64) {
     let cfg = wd.read("piigate.toml");
     let cfg =
         cfg.replacen("manifest = \"clevertap\"", &format!("manifest = \"clevertap\"\nmax_file_bytes = {limit}"), 1);
@@ -12,7 +12,7 @@ fn with_limit(wd: &Workdir, limit: u64) {
 
 /// 400 rows with a rejected row at line 101 (an impossible phone) and
 /// multi-line quoted notes, so cuts fall across chunks and rejects.
-fn input() -> (String, Vec<u64>) {
+pub fn input() -> (String, Vec<u64>) {
     let mut text = String::from("email,phone,name,city,score,notes\n");
     for i in 0..400 {
         let phone = if i == 99 { "4.47701E+11".to_owned() } else { format!("(415) 555-{:04}", 1000 + i) };
@@ -78,20 +78,23 @@ fn check_parts(jobs: &str) {
         combined.extend(rows.into_iter().skip(1));
     }
     assert_eq!(combined.len(), 400, "399 rows + header");
+    verify_combined(&wd, "inbox/big.csv", &combined, &rejected);
+}
+
+/// Writes the parts' rows (header once) as one CSV and checks with the
+/// independent verifier that they decrypt to `input`, in order.
+pub fn verify_combined(wd: &Workdir, input: &str, combined: &[Vec<String>], rejected: &[u64]) {
     let mut w = csv::Writer::from_path(wd.path("combined.csv")).unwrap();
-    for r in &combined {
+    for r in combined {
         w.write_record(r).unwrap();
     }
     w.flush().unwrap();
     drop(w);
-    // The parts' rows, in part order, decrypt to the input in order.
-    let py = wd.verify_with_python("inbox/big.csv", "combined.csv", &rejected);
+    let py = wd.verify_with_python(input, "combined.csv", rejected);
     assert!(py.status.success(), "{}\n{}", String::from_utf8_lossy(&py.stdout), String::from_utf8_lossy(&py.stderr));
-    assert!(
-        String::from_utf8_lossy(&py.stdout).contains("verified 399 rows"),
-        "{}",
-        String::from_utf8_lossy(&py.stdout)
-    );
+    let want = format!("verified {} rows", combined.len() - 1);
+    assert!(String::from_utf8_lossy(&py.stdout).contains(&want), "{}", String::from_utf8_lossy(&py.stdout));
+    std::fs::remove_file(wd.path("combined.csv")).unwrap();
 }
 
 #[test]

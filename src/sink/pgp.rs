@@ -1,0 +1,245 @@
+//! OpenPGP-encrypted outputs for CleverTap's encrypted upload (CleverTap
+//! docs, "File Upload Encryption"; the message format is RFC 9580).
+//!
+//! Each data file is encrypted to the public key CleverTap issued, as an
+//! ASCII-armored message (RFC 9580 section 6): a public-key encrypted
+//! session key packet for the key's encryption-capable (sub)key, then a
+//! SEIPD v1 packet (AES-256, with the modification detection code every
+//! OpenPGP implementation reads, GnuPG included) holding a binary literal
+//! data packet. The CSV streams through in partial-length chunks, so the
+//! plaintext is only ever in memory, a chunk at a time, and memory stays
+//! flat whatever the file size.
+//!
+//! rPGP (the `pgp` crate) is used because it is pure Rust (no C library
+//! to install or audit beside libssh2), permissively licensed, implements
+//! RFC 9580 and RFC 4880 keys and messages, and can encrypt from a reader
+//! with bounded memory.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{Scope, ScopedJoinHandle};
+
+use pgp::composed::{ArmorOptions, Deserializable, MessageBuilder, SignedPublicKey};
+use pgp::crypto::sym::SymmetricKeyAlgorithm;
+use pgp::types::{KeyDetails, PublicKeyTrait};
+
+use super::{PendingOutput, SinkError};
+
+/// Bytes of plaintext per message sent to the encrypting thread.
+const CHUNK: usize = 256 * 1024;
+
+/// Plaintext bytes that fit in an armored OpenPGP file of at most
+/// `encrypted_limit` bytes.
+///
+/// Armor turns 3 bytes into 4 and adds a line feed per 64 characters
+/// (48 bytes → 65); the packets add the session key packet (at most about
+/// 1.1 KB for a 8192-bit RSA key), the SEIPD prefix and MDC (40 bytes), the
+/// literal data header and one length byte per 512 KiB partial chunk at
+/// two levels; the armor header, footer and checksum take under 100 bytes.
+/// The bound reserves 4 KiB for all fixed costs and one byte per 256 bytes
+/// for the chunk headers.
+pub fn plaintext_budget(encrypted_limit: u64) -> u64 {
+    let armored_body = encrypted_limit.saturating_sub(256);
+    let binary = armored_body / 65 * 48;
+    binary.saturating_sub(4096).saturating_sub(binary / 256)
+}
+
+/// The recipient of encrypted outputs: CleverTap's public key and the Key
+/// ID CleverTap shows for it.
+pub struct Recipient {
+    key: SignedPublicKey,
+    /// Index into `key.public_subkeys` of the encryption subkey; `None`:
+    /// the primary key encrypts.
+    subkey: Option<usize>,
+    /// CleverTap's Key ID (manifest `keyId`).
+    pub clevertap_key_id: String,
+    /// Upper-case hex fingerprint of the key that encrypts.
+    pub fingerprint: String,
+}
+
+impl Recipient {
+    /// Loads an ASCII-armored OpenPGP public key (transferable public key,
+    /// RFC 9580 section 10.1), checks its self-signatures, and picks its
+    /// encryption key: the last subkey whose binding signature allows
+    /// encryption, else the primary key when it can encrypt.
+    ///
+    /// # Errors
+    /// Text naming the file and saying what is wrong with it.
+    pub fn load(path: &Path, clevertap_key_id: &str) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!("[sink.pgp] recipient_key {}: {e}; save the public key CleverTap issued there", path.display())
+        })?;
+        let (key, _) = SignedPublicKey::from_string(&text).map_err(|e| {
+            format!(
+                "[sink.pgp] recipient_key {}: not an ASCII-armored OpenPGP public key ({e}); it should start with -----BEGIN PGP PUBLIC KEY BLOCK-----",
+                path.display()
+            )
+        })?;
+        key.verify().map_err(|e| {
+            format!("[sink.pgp] recipient_key {}: the key's self-signatures do not verify ({e})", path.display())
+        })?;
+        let subkey = key
+            .public_subkeys
+            .iter()
+            .enumerate()
+            .filter(|(_, sk)| {
+                sk.key.is_encryption_key()
+                    && !sk.signatures.iter().any(|s| s.typ() == Some(pgp::packet::SignatureType::SubkeyRevocation))
+                    && sk.signatures.iter().any(|s| s.key_flags().encrypt_comms() || s.key_flags().encrypt_storage())
+            })
+            .map(|(i, _)| i)
+            .next_back();
+        let fingerprint = match subkey {
+            Some(i) => format!("{:X}", key.public_subkeys[i].key.fingerprint()),
+            None if key.primary_key.is_encryption_key() => format!("{:X}", key.primary_key.fingerprint()),
+            None => {
+                return Err(format!(
+                    "[sink.pgp] recipient_key {}: the key has no encryption-capable key or subkey; ask CleverTap for its encryption public key",
+                    path.display()
+                ))
+            }
+        };
+        Ok(Self { key, subkey, clevertap_key_id: clevertap_key_id.to_owned(), fingerprint })
+    }
+
+    /// Starts encrypting into `inner` on a thread of `scope`; the returned
+    /// output takes the plaintext CSV and, on commit, finishes the message
+    /// and commits `inner`. `file_name` goes into the literal data packet.
+    pub fn encrypt_into<'scope, 'env>(
+        &'env self,
+        scope: &'scope Scope<'scope, 'env>,
+        file_name: String,
+        inner: Box<dyn PendingOutput + 'env>,
+    ) -> Box<dyn PendingOutput + 'scope>
+    where
+        'env: 'scope,
+    {
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(4);
+        let complete = Arc::new(AtomicBool::new(false));
+        let reader = ChannelReader { rx, buf: Vec::new(), pos: 0, complete: complete.clone() };
+        let handle = scope.spawn(move || -> Result<Box<dyn PendingOutput + 'env>, String> {
+            let mut inner = inner;
+            let mut rng = rand08::thread_rng();
+            let mut builder =
+                MessageBuilder::from_reader(file_name, reader).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
+            let added = match self.subkey {
+                Some(i) => builder.encrypt_to_key(&mut rng, &self.key.public_subkeys[i].key),
+                None => builder.encrypt_to_key(&mut rng, &self.key.primary_key),
+            };
+            added.map_err(|e| format!("OpenPGP: encrypting the session key: {e}"))?;
+            builder
+                .to_armored_writer(&mut rng, ArmorOptions::default(), &mut inner)
+                .map_err(|e| format!("OpenPGP: {e}"))?;
+            Ok(inner)
+        });
+        Box::new(PgpOutput { tx: Some(tx), buf: Vec::with_capacity(CHUNK), handle: Some(handle), complete })
+    }
+}
+
+/// Plaintext in, armored OpenPGP out (on the encrypting thread).
+struct PgpOutput<'scope, 'env> {
+    tx: Option<crossbeam_channel::Sender<Vec<u8>>>,
+    buf: Vec<u8>,
+    handle: Option<ScopedJoinHandle<'scope, Result<Box<dyn PendingOutput + 'env>, String>>>,
+    complete: Arc<AtomicBool>,
+}
+
+impl PgpOutput<'_, '_> {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        match self.tx.as_ref() {
+            Some(tx) if tx.send(chunk).is_ok() => Ok(()),
+            _ => Err(io::Error::other("the OpenPGP encryption stopped")),
+        }
+    }
+}
+
+impl Write for PgpOutput<'_, '_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl PendingOutput for PgpOutput<'_, '_> {
+    fn commit(mut self: Box<Self>) -> Result<String, SinkError> {
+        let err = |e: String| SinkError::Io {
+            op: "encrypting",
+            target: "OpenPGP output".into(),
+            source: io::Error::other(e),
+        };
+        self.send().map_err(|e| err(e.to_string()))?;
+        self.complete.store(true, Ordering::SeqCst);
+        drop(self.tx.take());
+        let handle = self.handle.take().ok_or_else(|| err("already committed".into()))?;
+        let inner = handle.join().map_err(|_| err("the OpenPGP thread panicked".into()))?.map_err(err)?;
+        inner.commit()
+    }
+}
+
+impl Drop for PgpOutput<'_, '_> {
+    fn drop(&mut self) {
+        // Uncommitted: the reader sees the channel close without `complete`
+        // and fails, so the encrypting thread stops and drops (removes) the
+        // temporary output.
+        drop(self.tx.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The plaintext stream as the OpenPGP builder reads it.
+struct ChannelReader {
+    rx: crossbeam_channel::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+    complete: Arc<AtomicBool>,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Err(_) if self.complete.load(Ordering::SeqCst) => return Ok(0),
+                Err(_) => return Err(io::Error::other("output abandoned")),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plaintext_budget;
+
+    #[test]
+    fn budget_leaves_room_for_armor_and_packets() {
+        for limit in [16 * 1024u64, 1_000_000, 1_000_000_000] {
+            let p = plaintext_budget(limit);
+            // Armored size of p bytes plus the largest fixed overhead.
+            let binary = p + 1200 + 2 * (p / (512 * 1024) + 1) + 64;
+            let armored = binary.div_ceil(48) * 65 + 100;
+            assert!(armored <= limit, "{limit}: {p} → {armored}");
+            assert!(limit < 100_000 || p > limit * 7 / 10, "budget not needlessly small: {p}");
+        }
+    }
+}

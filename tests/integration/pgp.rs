@@ -1,0 +1,148 @@
+//! `[sink.pgp]`: data files OpenPGP-encrypted to CleverTap's public key,
+//! decrypted here with GnuPG.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::parts::{input, verify_combined, with_limit};
+use crate::workdir::{csv_rows, Workdir};
+
+const KEY_ID: &str = "ec491319-0000-0000-0000-000000000000";
+
+/// A throwaway GnuPG home with one key pair; killed agent on drop.
+struct Gpg {
+    home: tempfile::TempDir,
+}
+
+impl Gpg {
+    /// `algo`: GnuPG's `--quick-gen-key` algorithm ("default" is an
+    /// Ed25519 primary with a Curve25519 encryption subkey).
+    fn new(algo: &str, usage: &str) -> Self {
+        // Short path: gpg-agent's socket path has a length limit.
+        let home = tempfile::Builder::new().prefix("pg").tempdir_in("/tmp").unwrap();
+        let g = Gpg { home };
+        g.ok(&["--quick-gen-key", "CleverTap Test <ct@example.test>", algo, usage, "never"]);
+        g
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("gpg")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--batch", "--yes", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args)
+            .output()
+            .expect("gpg must be installed (scripts/ci-setup.sh installs gnupg)")
+    }
+
+    fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.cmd(args);
+        assert!(out.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf").env("GNUPGHOME", self.home.path()).args(["--kill", "gpg-agent"]).output();
+    }
+}
+
+fn configure(wd: &Workdir, gpg: &Gpg, limit: u64) {
+    let public = gpg.ok(&["--armor", "--export", "ct@example.test"]);
+    wd.write("keys/clevertap-public.asc", public);
+    with_limit(wd, limit);
+    let cfg = wd.read("piigate.toml").replacen(
+        "[state]",
+        &format!("[sink.pgp]\nrecipient_key = \"keys/clevertap-public.asc\"\nkey_id = \"{KEY_ID}\"\n\n[state]"),
+        1,
+    );
+    wd.write("piigate.toml", cfg);
+}
+
+fn encrypted_parts_decrypt_with_gnupg(algo: &str, usage: &str) {
+    let gpg = Gpg::new(algo, usage);
+    let wd = Workdir::new("");
+    configure(&wd, &gpg, 20_000);
+    let (text, rejected) = input();
+    wd.write("inbox/big.csv", &text);
+    std::fs::create_dir_all(wd.path("tmp")).unwrap();
+    let tmp = wd.path("tmp");
+    wd.piigate_env(&["run", "--config", "piigate.toml"], &[("TMPDIR", tmp.to_str().unwrap())]).expect_ok();
+
+    let files = wd.list("outbox");
+    let asc: Vec<&String> = files.iter().filter(|n| n.ends_with(".csv.asc")).collect();
+    assert!(asc.len() >= 3, "expected several encrypted parts: {files:?}");
+    assert_eq!(files.len(), 2 * asc.len(), "only .csv.asc files and their manifests: {files:?}");
+    // No plaintext CSV anywhere piigate writes.
+    assert!(std::fs::read_dir(&tmp).unwrap().next().is_none(), "TMPDIR must stay empty");
+    for (path, bytes) in wd.written_files() {
+        let name = path.to_string_lossy();
+        if name.ends_with("/archive/big.csv") {
+            continue; // the input itself
+        }
+        assert!(!name.ends_with(".csv"), "plaintext CSV at {name}");
+        let body = String::from_utf8_lossy(&bytes);
+        assert!(!body.contains("user7@example.test") && !body.contains("User, 7"), "plaintext in {name}");
+    }
+
+    let mut combined = Vec::new();
+    for name in &asc {
+        let path = wd.path("outbox").join(name);
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size <= 20_000, "{name} is {size} bytes");
+        let armored = std::fs::read_to_string(&path).unwrap();
+        assert!(armored.starts_with("-----BEGIN PGP MESSAGE-----"), "{name}");
+        let plain = gpg.ok(&["--decrypt", path.to_str().unwrap()]);
+        let rows = csv_rows(std::str::from_utf8(&plain).unwrap());
+        assert_eq!(rows[0], ["identity", "email", "phone", "phone_hint", "name", "city", "score"], "{name}");
+        if combined.is_empty() {
+            combined.push(rows[0].clone());
+        }
+        combined.extend(rows.into_iter().skip(1));
+
+        let manifest_name = name.replace(".csv.asc", ".manifest");
+        let m: serde_json::Value = serde_json::from_str(&wd.read(&format!("outbox/{manifest_name}"))).unwrap();
+        let keys: Vec<&String> = m.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["fileName", "type", "clientEmail", "keyId", "columns"]);
+        assert_eq!(m["fileName"], name.as_str());
+        assert_eq!(m["keyId"], KEY_ID);
+    }
+    verify_combined(&wd, "archive/big.csv", &combined, &rejected);
+    // Tampering is detected (SEIPD's modification detection code).
+    let path = wd.path("outbox").join(asc[0]);
+    let mut armored = std::fs::read_to_string(&path).unwrap();
+    let at = armored.find("\n\n").map_or(200, |i| i + 200);
+    let flipped = if armored.as_bytes()[at] == b'A' { "B" } else { "A" };
+    armored.replace_range(at..at + 1, flipped);
+    std::fs::write(wd.path("tampered.asc"), armored).unwrap();
+    assert!(!gpg.cmd(&["--decrypt", wd.path("tampered.asc").to_str().unwrap()]).status.success());
+}
+
+#[test]
+fn encrypted_parts_to_a_curve25519_subkey_decrypt_with_gnupg() {
+    encrypted_parts_decrypt_with_gnupg("default", "default");
+}
+
+#[test]
+fn encrypted_parts_to_an_rsa_key_decrypt_with_gnupg() {
+    encrypted_parts_decrypt_with_gnupg("rsa2048", "cert,sign,encr");
+}
+
+#[test]
+fn a_missing_or_unusable_recipient_key_is_a_config_error() {
+    let gpg = Gpg::new("ed25519", "sign");
+    let wd = Workdir::new("");
+    configure(&wd, &gpg, 20_000);
+    wd.write("inbox/a.csv", crate::process::GOOD);
+    let run = wd.piigate(&["run", "--config", "piigate.toml"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("no encryption-capable key"), "{}", run.describe());
+    assert!(run.stderr().contains("clevertap-public.asc"), "{}", run.describe());
+    assert_eq!(wd.list("inbox"), ["a.csv"], "nothing processed");
+
+    wd.write("keys/clevertap-public.asc", "not a key");
+    let run = wd.piigate(&["process", "--config", "piigate.toml", "inbox/a.csv"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("BEGIN PGP PUBLIC KEY BLOCK"), "{}", run.describe());
+    assert!(!Path::new(&wd.path("outbox")).exists() || wd.list("outbox").is_empty());
+}
