@@ -173,7 +173,8 @@ struct RawColumn {
     normalize: Option<Normalize>,
     required: Option<bool>,
     ct_name: Option<String>,
-    ct_type: Option<CtType>,
+    // Checked in `resolve_schema`, so that the error names the column.
+    ct_type: Option<String>,
 }
 
 // ---------------------------------------------------------------- enums
@@ -649,7 +650,26 @@ fn resolve_schema(raw: RawSchema, invalid: &dyn Fn(&str, String) -> SettingsErro
                 "normalize = \"phone\" needs [schema] default_region, the ISO 3166 alpha-2 code national numbers are read in (e.g. \"US\")".into(),
             ));
         }
-        let ct_type = c.ct_type.unwrap_or_default();
+        let ct_type = match c.ct_type.as_deref() {
+            None => CtType::default(),
+            Some("STRING") => CtType::String,
+            Some("INTEGER") => CtType::Integer,
+            Some("FLOAT") => CtType::Float,
+            Some("BOOLEAN") => CtType::Boolean,
+            Some("LONG") => CtType::Long,
+            Some(other) => {
+                let upper = other.to_ascii_uppercase();
+                let hint = if ["STRING", "INTEGER", "FLOAT", "BOOLEAN", "LONG"].contains(&upper.as_str()) {
+                    format!(" (CleverTap reads types in upper case: \"{upper}\")")
+                } else {
+                    String::new()
+                };
+                return Err(invalid(
+                    &key("ct_type"),
+                    format!("unknown type {other:?}{hint}; one of \"STRING\", \"INTEGER\", \"FLOAT\", \"BOOLEAN\", \"LONG\""),
+                ));
+            }
+        };
         if matches!(action, Action::Encrypt | Action::Pseudonymize | Action::Mask) && ct_type != CtType::String {
             return Err(invalid(
                 &key("ct_type"),

@@ -2,6 +2,7 @@
 
 mod access;
 mod audit;
+mod clevertap;
 mod job;
 mod parts;
 mod pgp;
