@@ -146,3 +146,48 @@ fn a_missing_or_unusable_recipient_key_is_a_config_error() {
     assert!(run.stderr().contains("BEGIN PGP PUBLIC KEY BLOCK"), "{}", run.describe());
     assert!(!Path::new(&wd.path("outbox")).exists() || wd.list("outbox").is_empty());
 }
+
+/// Over SFTP: the input streams from the server through the transform and
+/// the OpenPGP encryption back to the server; nothing lands locally.
+#[test]
+fn encrypted_parts_over_sftp_never_touch_the_local_disk() {
+    use crate::sftp::{key_auth, list, run_with_tmp, sftp_workdir, upload};
+    let sshd = crate::sshd::Sshd::start();
+    let wd = sftp_workdir(&sshd, &key_auth(&sshd));
+    let gpg = Gpg::new("default", "default");
+    configure(&wd, &gpg, 20_000);
+    let (text, rejected) = input();
+    upload(&sshd, &wd, "big.csv", &text);
+    std::fs::remove_dir_all(wd.path("upload")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    run_with_tmp(&wd, tmp.path(), &[]).expect_ok();
+
+    let root = sshd.root();
+    let outbox = list(&root.join("outbox"));
+    let asc: Vec<&String> = outbox.iter().filter(|n| n.ends_with(".csv.asc")).collect();
+    assert!(asc.len() >= 3, "{outbox:?}");
+    assert_eq!(outbox.len(), 2 * asc.len(), "only .csv.asc files and manifests: {outbox:?}");
+    assert!(list(tmp.path()).is_empty(), "temp dir used: {:?}", list(tmp.path()));
+    for (path, bytes) in wd.written_files() {
+        let body = String::from_utf8_lossy(&bytes);
+        assert!(!body.contains("user7@example.test") && !body.contains("User, 7"), "plaintext in {}", path.display());
+    }
+    let mut combined = Vec::new();
+    for name in &asc {
+        let path = root.join("outbox").join(name);
+        assert!(std::fs::metadata(&path).unwrap().len() <= 20_000);
+        let rows = csv_rows(std::str::from_utf8(&gpg.ok(&["--decrypt", path.to_str().unwrap()])).unwrap());
+        if combined.is_empty() {
+            combined.push(rows[0].clone());
+        }
+        combined.extend(rows.into_iter().skip(1));
+        let m: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join("outbox").join(name.replace(".csv.asc", ".manifest"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m["fileName"], name.as_str());
+        assert_eq!(m["keyId"], KEY_ID);
+    }
+    let input_path = root.join("processed/big.csv");
+    verify_combined(&wd, input_path.to_str().unwrap(), &combined, &rejected);
+}

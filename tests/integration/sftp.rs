@@ -8,7 +8,7 @@ use crate::sshd::Sshd;
 use crate::workdir::{Run, Workdir, SCHEMA};
 
 /// A workdir whose source and sink are folders on `sshd`.
-fn sftp_workdir(sshd: &Sshd, auth: &str) -> Workdir {
+pub fn sftp_workdir(sshd: &Sshd, auth: &str) -> Workdir {
     let wd = Workdir::new("");
     let root = sshd.root();
     let r = root.display();
@@ -64,17 +64,17 @@ default_region = "US"
     wd
 }
 
-fn key_auth(sshd: &Sshd) -> String {
+pub fn key_auth(sshd: &Sshd) -> String {
     format!("key_file = \"{}\"", sshd.client_key().display())
 }
 
-fn upload(sshd: &Sshd, wd: &Workdir, name: &str, content: &str) {
+pub fn upload(sshd: &Sshd, wd: &Workdir, name: &str, content: &str) {
     let local = wd.path(&format!("upload/{name}"));
     wd.write(&format!("upload/{name}"), content);
     sshd.sftp_upload(&local, &format!("{}/inbox/{name}", sshd.root().display()));
 }
 
-fn list(dir: &Path) -> Vec<String> {
+pub fn list(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
@@ -82,7 +82,7 @@ fn list(dir: &Path) -> Vec<String> {
     v
 }
 
-fn run_with_tmp(wd: &Workdir, tmp: &Path, extra: &[&str]) -> Run {
+pub fn run_with_tmp(wd: &Workdir, tmp: &Path, extra: &[&str]) -> Run {
     let mut args = vec!["run", "--config", "piigate.toml"];
     args.extend_from_slice(extra);
     wd.piigate_env(&args, &[("TMPDIR", tmp.to_str().unwrap())])
