@@ -30,6 +30,11 @@ use super::{PendingOutput, SinkError};
 /// Bytes of plaintext per message sent to the encrypting thread.
 const CHUNK: usize = 256 * 1024;
 
+/// OpenPGP partial body length (RFC 9580 section 4.2.1.4), a power of two:
+/// 64 KiB buffers are reused by the allocator instead of being mapped and
+/// zeroed afresh for every chunk.
+const PARTIAL_CHUNK: u32 = 64 * 1024;
+
 /// Plaintext bytes that fit in an armored OpenPGP file of at most
 /// `encrypted_limit` bytes.
 ///
@@ -130,7 +135,7 @@ impl Recipient {
             };
             added.map_err(|e| format!("OpenPGP: encrypting the session key: {e}"))?;
             builder
-                .to_armored_writer(&mut rng, ArmorOptions::default(), &mut inner)
+                .to_armored_writer(&mut rng, ArmorOptions { headers: None, include_checksum: false }, &mut inner)
                 .map_err(|e| format!("OpenPGP: {e}"))?;
             Ok(inner)
         });
