@@ -127,15 +127,16 @@ impl Recipient {
         let handle = scope.spawn(move || -> Result<Box<dyn PendingOutput + 'env>, String> {
             let mut inner = inner;
             let mut rng = rand08::thread_rng();
-            let mut builder =
-                MessageBuilder::from_reader(file_name, reader).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
+            let mut builder = MessageBuilder::from_reader(file_name, reader);
+            builder.partial_chunk_size(PARTIAL_CHUNK).map_err(|e| format!("OpenPGP: {e}"))?;
+            let mut builder = builder.seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
             let added = match self.subkey {
                 Some(i) => builder.encrypt_to_key(&mut rng, &self.key.public_subkeys[i].key),
                 None => builder.encrypt_to_key(&mut rng, &self.key.primary_key),
             };
             added.map_err(|e| format!("OpenPGP: encrypting the session key: {e}"))?;
             builder
-                .to_armored_writer(&mut rng, ArmorOptions { headers: None, include_checksum: false }, &mut inner)
+                .to_armored_writer(&mut rng, ArmorOptions::default(), &mut inner)
                 .map_err(|e| format!("OpenPGP: {e}"))?;
             Ok(inner)
         });
