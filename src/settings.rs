@@ -96,6 +96,8 @@ pub struct AuditSettings {
 struct RawKeys {
     keyring: Option<String>,
     keystore: Option<String>,
+    kek_command: Option<String>,
+    kek_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -369,6 +371,18 @@ pub struct Schema {
     pub columns: Vec<ColumnSpec>,
 }
 
+/// `[keys] kek_command` and `kek_id`: the active KEK comes from a command
+/// (a KMS or Vault CLI) instead of the keyring file.
+#[derive(Clone, Debug)]
+pub struct KekCommand {
+    /// Command line, run with `sh -c` in the config file's folder.
+    pub command: String,
+    /// The id data keys wrapped under this KEK record in the keystore.
+    pub kek_id: crate::crypto::keys::KekId,
+    /// Working directory of the command (the config file's folder).
+    pub dir: PathBuf,
+}
+
 /// The checked configuration.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -380,6 +394,8 @@ pub struct Settings {
     pub keyring_from_env: bool,
     /// Keystore (JSON lines of wrapped data keys).
     pub keystore: PathBuf,
+    /// The active KEK's command, when it does not live in the keyring file.
+    pub kek_command: Option<KekCommand>,
     /// `[source]`, if configured.
     pub source: Option<SourceSettings>,
     /// `[sink]`, if configured.
@@ -439,6 +455,28 @@ impl Settings {
                     "keys.keyring",
                     format!("missing: set [keys] keyring = \"PATH\" or the {KEYRING_ENV} environment variable"),
                 ))
+            }
+        };
+        let kek_command = match (raw.keys.kek_command, raw.keys.kek_id) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "keys.kek_id",
+                    "kek_command needs kek_id, the id its KEK is recorded under in the keystore (1-64 characters of A-Z, a-z, 0-9, '_' or '-', e.g. \"kms-2026\")".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "keys.kek_command",
+                    "kek_id is set but kek_command is not: add the command that prints the KEK, or remove kek_id".into(),
+                ))
+            }
+            (Some(command), Some(id)) => {
+                if command.trim().is_empty() {
+                    return Err(invalid("keys.kek_command", "is empty: give the command that prints the KEK".into()));
+                }
+                let kek_id = id.parse().map_err(|e| invalid("keys.kek_id", format!("{e}")))?;
+                Some(KekCommand { command, kek_id, dir: base.clone() })
             }
         };
         let state_dir = resolve(raw.state.as_ref().and_then(|s| s.dir.as_deref()).unwrap_or("state"));
@@ -570,6 +608,7 @@ impl Settings {
             keyring,
             keyring_from_env,
             keystore,
+            kek_command,
             source,
             sink,
             state_dir,

@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod job;
+mod keys;
 mod process;
 mod sftp;
 mod sshd;

@@ -1,0 +1,224 @@
+//! Key lifecycle: `keys rotate`, `keys rewrap`, `keys status`, `keys retire`,
+//! and a KEK from `[keys] kek_command`.
+
+use std::collections::BTreeSet;
+
+use crate::process::GOOD;
+use crate::workdir::{csv_rows, Workdir};
+
+fn records(wd: &Workdir) -> Vec<serde_json::Value> {
+    wd.read("state/data-keys.jsonl").lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn active_kek(wd: &Workdir) -> String {
+    let ring: toml::Table = wd.read("keys/keyring.toml").parse().unwrap();
+    ring["active_kek"].as_str().unwrap().to_owned()
+}
+
+/// Processes `GOOD` as `inbox/<name>.csv` and returns the new output's path.
+fn process_one(wd: &Workdir, name: &str) -> String {
+    let before: BTreeSet<String> = wd.list("outbox").into_iter().collect();
+    wd.write(&format!("inbox/{name}.csv"), GOOD);
+    wd.piigate(&["process", "--config", "piigate.toml", &format!("inbox/{name}.csv")]).expect_ok();
+    let out = wd.list("outbox").into_iter().find(|n| n.ends_with(".csv") && !before.contains(n)).unwrap();
+    format!("outbox/{out}")
+}
+
+#[track_caller]
+fn python_verifies(wd: &Workdir, input: &str, output: &str) {
+    let py = wd.verify_with_python(input, output, &[]);
+    assert!(
+        py.status.success(),
+        "independent verifier failed on {output}:\n{}\n{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+}
+
+fn status(wd: &Workdir) -> serde_json::Value {
+    let run = wd.piigate(&["keys", "status", "--config", "piigate.toml", "--json"]);
+    run.expect_ok();
+    serde_json::from_str(&run.stdout()).unwrap_or_else(|e| panic!("{e}\n{}", run.describe()))
+}
+
+fn wraps(status: &serde_json::Value, kek: &str) -> Option<u64> {
+    status["keks"].as_array().unwrap().iter().find(|k| k["kek_id"] == kek).map(|k| k["data_keys"].as_u64().unwrap())
+}
+
+#[test]
+fn rotate_rewrap_retire_keeps_every_output_decryptable() {
+    let wd = Workdir::new("");
+    let old_kek = active_kek(&wd);
+    let first = process_one(&wd, "monday");
+
+    wd.piigate(&["keys", "rotate", "--config", "piigate.toml"]).expect_ok();
+    let new_kek = active_kek(&wd);
+    assert_ne!(old_kek, new_kek);
+    let second = process_one(&wd, "tuesday");
+    let recs = records(&wd);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["kek_id"], old_kek.as_str());
+    assert_eq!(recs[1]["kek_id"], new_kek.as_str());
+
+    let s = status(&wd);
+    assert_eq!(wraps(&s, &old_kek), Some(1));
+    assert_eq!(wraps(&s, &new_kek), Some(1));
+    assert_eq!(s["data_keys"], 2);
+    assert!(s["missing"].as_array().unwrap().is_empty());
+    let active: Vec<&str> = s["keks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["active"] == true)
+        .map(|k| k["kek_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(active, [new_kek.as_str()]);
+
+    // Retiring is refused while a data key needs the old KEK.
+    let run = wd.piigate(&["keys", "retire", "--config", "piigate.toml", &old_kek]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("keys rewrap") && run.stderr().contains("1 stored data key"), "{}", run.describe());
+    assert!(wd.read("keys/keyring.toml").contains(&old_kek));
+    // The active KEK can never be retired.
+    let run = wd.piigate(&["keys", "retire", "--config", "piigate.toml", &new_kek]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("active"), "{}", run.describe());
+
+    let ring_before = wd.read("keys/keyring.toml");
+    let run = wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]);
+    run.expect_ok();
+    assert!(run.stderr().contains("1 data key record(s) re-wrapped"), "{}", run.describe());
+    assert_eq!(wd.read("keys/keyring.toml"), ring_before, "rewrap leaves the keyring alone");
+    let after = records(&wd);
+    assert_eq!(after.len(), 2);
+    for (a, b) in recs.iter().zip(&after) {
+        assert_eq!(a["dek_id"], b["dek_id"]);
+        assert_eq!(a["created"], b["created"]);
+        assert_eq!(b["kek_id"], new_kek.as_str(), "every record names the new KEK");
+    }
+    assert_ne!(recs[0]["nonce"], after[0]["nonce"], "re-wrapped with a fresh nonce");
+    assert_eq!(recs[1], after[1], "a record already under the active KEK is left as it was");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(wd.path("state/data-keys.jsonl")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Independent check with a standard AES-GCM library.
+    python_verifies(&wd, "inbox/monday.csv", &first);
+    python_verifies(&wd, "inbox/tuesday.csv", &second);
+
+    // A second rewrap has nothing to do.
+    wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]).expect_ok();
+    assert_eq!(records(&wd), after);
+
+    wd.piigate(&["keys", "retire", "--config", "piigate.toml", &old_kek]).expect_ok();
+    let ring = wd.read("keys/keyring.toml");
+    assert!(!ring.contains(&old_kek) && ring.contains(&new_kek));
+    let mode = std::fs::metadata(wd.path("keys/keyring.toml")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(wraps(&status(&wd), &old_kek), None);
+
+    // Without the old KEK, both outputs still decrypt.
+    python_verifies(&wd, "inbox/monday.csv", &first);
+    python_verifies(&wd, "inbox/tuesday.csv", &second);
+    wd.piigate(&["decrypt", "--config", "piigate.toml", "--reason", "after retire", &first, "-o", "plain.csv"])
+        .expect_ok();
+    assert_eq!(csv_rows(&wd.read("plain.csv"))[1][1], "ana.test@example.test");
+
+    // Every key command is in the access log, and the chain holds.
+    let log = wd.read("state/access-log.jsonl");
+    let actions: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_owned())
+        .collect();
+    for a in ["keys-rotate", "keys-status", "keys-rewrap", "keys-retire"] {
+        assert!(actions.iter().any(|x| x == a), "{a} not logged: {actions:?}");
+    }
+    let retire_entry = log.lines().find(|l| l.contains("keys-retire")).unwrap();
+    assert!(retire_entry.contains(&old_kek));
+    wd.piigate(&["access-log", "verify", "--config", "piigate.toml"]).expect_ok();
+    let ring_text = wd.read("keys/keyring.toml");
+    let kek_b64 = ring_text.lines().find(|l| l.starts_with(&new_kek)).unwrap().split('"').nth(1).unwrap().to_owned();
+    assert!(!log.contains(&kek_b64), "no key bytes in the access log");
+}
+
+#[test]
+fn rewrap_with_a_missing_kek_names_it_and_changes_nothing() {
+    let wd = Workdir::new("");
+    let out = process_one(&wd, "p");
+    let mut text = wd.read("state/data-keys.jsonl");
+    let rec: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let dek_id = rec["dek_id"].as_str().unwrap().to_owned();
+    // A second record, wrapped under a KEK this keyring never had.
+    let mut orphan = rec.clone();
+    orphan["dek_id"] = "00112233445566ff".into();
+    orphan["kek_id"] = "kgone0001".into();
+    text.push_str(&format!("{orphan}\n"));
+    wd.write("state/data-keys.jsonl", &text);
+    wd.piigate(&["keys", "rotate", "--config", "piigate.toml"]).expect_ok();
+
+    let run = wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("00112233445566ff") && run.stderr().contains("kgone0001"), "{}", run.describe());
+    assert_eq!(wd.read("state/data-keys.jsonl"), text, "nothing is re-wrapped when one record cannot be");
+
+    let s = status(&wd);
+    assert_eq!(s["missing"], serde_json::json!([{"kek_id": "kgone0001", "data_keys": 1}]));
+    let run = wd.piigate(&["keys", "status", "--config", "piigate.toml"]);
+    run.expect_ok();
+    assert!(run.stdout().contains("MISSING") && run.stderr().contains("kgone0001"), "{}", run.describe());
+
+    // Drop the orphan: the rewrap goes through and the output still decrypts.
+    wd.write("state/data-keys.jsonl", format!("{}\n", text.lines().next().unwrap()));
+    wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]).expect_ok();
+    assert_eq!(records(&wd)[0]["dek_id"], dek_id.as_str());
+    python_verifies(&wd, "inbox/p.csv", &out);
+}
+
+#[test]
+fn retire_unknown_kek_lists_the_ones_held() {
+    let wd = Workdir::new("");
+    let kek = active_kek(&wd);
+    let run = wd.piigate(&["keys", "retire", "--config", "piigate.toml", "knothere1"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("knothere1") && run.stderr().contains(&kek), "{}", run.describe());
+}
+
+/// A rewrap renames a new keystore over the old one while runs append to
+/// it: no record may be lost (an append that waited for the lock on the old
+/// file must go to the new one).
+#[test]
+fn rewrap_during_concurrent_processing_loses_no_data_key() {
+    let wd = Workdir::new("");
+    process_one(&wd, "seed");
+    std::thread::scope(|s| {
+        let wd = &wd;
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                s.spawn(move || {
+                    for i in 0..4 {
+                        let name = format!("w{w}-{i}");
+                        wd.write(&format!("inbox/{name}.csv"), GOOD);
+                        wd.piigate(&["process", "--config", "piigate.toml", "-j", "1", &format!("inbox/{name}.csv")])
+                            .expect_ok();
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..6 {
+            wd.piigate(&["keys", "rotate", "--config", "piigate.toml"]).expect_ok();
+            wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]).expect_ok();
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+    });
+    let ids: BTreeSet<String> = records(&wd).iter().map(|r| r["dek_id"].as_str().unwrap().to_owned()).collect();
+    let outputs: Vec<String> = wd.list("outbox").into_iter().filter(|n| n.ends_with(".csv")).collect();
+    assert_eq!(outputs.len(), 9);
+    for out in &outputs {
+        let dek_id = out.trim_end_matches(".csv").rsplit('-').next().unwrap();
+        assert!(ids.contains(dek_id), "data key of {out} was lost from the keystore");
+        let input =
+            format!("inbox/{}.csv", out.split('-').take(out.split('-').count() - 2).collect::<Vec<_>>().join("-"));
+        python_verifies(&wd, &input, &format!("outbox/{out}"));
+    }
+}
