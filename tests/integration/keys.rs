@@ -222,3 +222,100 @@ fn rewrap_during_concurrent_processing_loses_no_data_key() {
         python_verifies(&wd, &input, &format!("outbox/{out}"));
     }
 }
+
+/// Writes `kms.sh`, a stand-in for a KMS CLI: it prints the KEK kept in
+/// `kms-store/kek.b64`, or fails like a KMS that refuses access.
+fn fake_kms(wd: &Workdir) -> String {
+    let kek = piigate::crypto::keys::Kek::generate().to_base64();
+    wd.write("kms-store/kek.b64", format!("{kek}\n"));
+    wd.write(
+        "kms.sh",
+        "#!/bin/sh\n\
+         if [ -e kms-store/deny ]; then echo 'AccessDeniedException: not authorized to perform kms:Decrypt' >&2; exit 3; fi\n\
+         if [ -e kms-store/garbage ]; then echo 'aGVsbG8gd29ybGQ='; exit 0; fi\n\
+         cat kms-store/kek.b64\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(wd.path("kms.sh"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    kek
+}
+
+fn use_kek_command(wd: &Workdir) {
+    let cfg =
+        wd.read("piigate.toml").replacen("[keys]\n", "[keys]\nkek_command = \"./kms.sh\"\nkek_id = \"kms-1\"\n", 1);
+    wd.write("piigate.toml", cfg);
+}
+
+#[test]
+fn kek_from_a_command_wraps_new_data_keys_and_never_lands_in_the_keyring() {
+    let wd = Workdir::new("");
+    let file_kek = active_kek(&wd);
+    let before = process_one(&wd, "before");
+    let kms_kek = fake_kms(&wd);
+    use_kek_command(&wd);
+
+    let after = process_one(&wd, "after");
+    let recs = records(&wd);
+    assert_eq!(recs[1]["kek_id"], "kms-1", "new data keys are wrapped under the command's KEK");
+    let ring = wd.read("keys/keyring.toml");
+    assert!(!ring.contains(&kms_kek) && !ring.contains("kms-1"), "the KMS KEK is never written to the keyring");
+
+    let s = status(&wd);
+    let kms = s["keks"].as_array().unwrap().iter().find(|k| k["kek_id"] == "kms-1").unwrap().clone();
+    assert_eq!(kms["active"], true);
+    assert_eq!(kms["source"], "kek_command");
+    assert_eq!(kms["data_keys"], 1);
+
+    // `keys rotate` would add a file KEK that the command overrides: refused.
+    let run = wd.piigate(&["keys", "rotate", "--config", "piigate.toml"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("kek_command"), "{}", run.describe());
+
+    // Move the old data key under the KMS KEK, then drop the file KEK.
+    wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]).expect_ok();
+    assert!(records(&wd).iter().all(|r| r["kek_id"] == "kms-1"));
+    wd.piigate(&["keys", "retire", "--config", "piigate.toml", "kms-1"]).expect_code(2);
+    wd.piigate(&["keys", "retire", "--config", "piigate.toml", &file_kek]).expect_ok();
+    let ring: toml::Table = wd.read("keys/keyring.toml").parse().unwrap();
+    assert!(ring.get("active_kek").is_none());
+    assert!(ring["kek"].as_table().unwrap().is_empty(), "the keyring file holds no KEK any more");
+    assert!(ring.contains_key("pseudonym_key"));
+
+    python_verifies(&wd, "inbox/before.csv", &before);
+    python_verifies(&wd, "inbox/after.csv", &after);
+    let run = wd.piigate(&["decrypt", "--config", "piigate.toml", "--reason", "kms test", &before, "-o", "plain.csv"]);
+    run.expect_ok();
+    assert_eq!(csv_rows(&wd.read("plain.csv"))[1][1], "ana.test@example.test");
+    assert!(!run.stderr().contains(&kms_kek));
+
+    // A KMS that refuses: exit 2 naming the status and the first stderr line; nothing written.
+    wd.write("kms-store/deny", "");
+    let n = wd.list("outbox").len();
+    wd.write("inbox/denied.csv", GOOD);
+    let run = wd.piigate(&["process", "--config", "piigate.toml", "inbox/denied.csv"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("exit status 3") && run.stderr().contains("AccessDeniedException"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(wd.list("outbox").len(), n);
+    std::fs::remove_file(wd.path("kms-store/deny")).unwrap();
+
+    // Output that is not a 32-byte key: exit 2, and the output is not echoed.
+    wd.write("kms-store/garbage", "");
+    let run = wd.piigate(&["keys", "status", "--config", "piigate.toml"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("not standard base64 of a 32-byte key"), "{}", run.describe());
+    assert!(!run.stderr().contains("aGVsbG8gd29ybGQ="), "{}", run.describe());
+}
+
+#[test]
+fn kek_command_needs_kek_id() {
+    let wd = Workdir::new("");
+    let cfg = wd.read("piigate.toml").replacen("[keys]\n", "[keys]\nkek_command = \"./kms.sh\"\n", 1);
+    wd.write("piigate.toml", cfg);
+    let run = wd.piigate(&["keys", "status", "--config", "piigate.toml"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("kek_id"), "{}", run.describe());
+}
