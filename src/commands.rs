@@ -108,6 +108,34 @@ fn warn_keyring(ring: &Keyring) {
     }
 }
 
+/// The AES-SIV cipher when the schema has `encrypt-deterministic` columns;
+/// a keyring without `deterministic_key` is then a key error that says how
+/// to add one.
+fn deterministic_cipher(
+    settings: &Settings,
+    ring: &Keyring,
+) -> Result<Option<crate::crypto::siv::DeterministicCipher>, CommandError> {
+    let cols: Vec<&str> = settings
+        .schema
+        .columns
+        .iter()
+        .filter(|c| c.action == Action::EncryptDeterministic)
+        .map(|c| c.name.as_str())
+        .collect();
+    if cols.is_empty() {
+        return Ok(None);
+    }
+    match ring.deterministic_key() {
+        Some(k) => Ok(Some(crate::crypto::siv::DeterministicCipher::new(k))),
+        None => Err(usage(anyhow!(
+            "keyring {} has no deterministic_key, which the encrypt-deterministic column(s) {} need; add one with `piigate keys add-deterministic-key --config {}` (a keyring made by an older piigate lacks it)",
+            ring.path().display(),
+            cols.join(", "),
+            settings.config_path.display()
+        ))),
+    }
+}
+
 fn keygen(path: &Path) -> CmdResult {
     let mut ring = Keyring::generate(path);
     if path.file_name().is_some_and(|n| n.to_string_lossy().contains("DEMO")) {
@@ -461,6 +489,7 @@ fn process_cmd(
     let ctx = Context {
         settings: &settings,
         pseudonymizer: Pseudonymizer::new(keyring.pseudonym_key()),
+        deterministic: deterministic_cipher(&settings, &keyring)?,
         keys: &keys,
         pool: &pool,
         reporter,
@@ -566,8 +595,20 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
         return Err(failed(anyhow!("{}: empty file", file.display())));
     }
     let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
-    let encrypted: Vec<&str> =
-        settings.schema.columns.iter().filter(|c| c.action == Action::Encrypt).map(|c| c.name.as_str()).collect();
+    let encrypted: Vec<&str> = settings
+        .schema
+        .columns
+        .iter()
+        .filter(|c| matches!(c.action, Action::Encrypt | Action::EncryptDeterministic))
+        .map(|c| c.name.as_str())
+        .collect();
+    let deterministic_names: Vec<&str> = settings
+        .schema
+        .columns
+        .iter()
+        .filter(|c| c.action == Action::EncryptDeterministic)
+        .map(|c| c.name.as_str())
+        .collect();
     let wanted: Vec<String> = match columns {
         Some(cols) => {
             for c in &cols {
@@ -584,6 +625,11 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
     };
     let targets: Vec<(usize, String)> =
         names.iter().enumerate().filter(|(_, n)| wanted.contains(n)).map(|(i, n)| (i, n.clone())).collect();
+    let deterministic = if targets.iter().any(|(_, n)| deterministic_names.contains(&n.as_str())) {
+        deterministic_cipher(&settings, &keyring)?
+    } else {
+        None
+    };
     if targets.is_empty() {
         return Err(failed(anyhow!(
             "{}: none of the columns {} is in the header; is this a piigate output of this schema?",
@@ -614,6 +660,11 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
             match targets.iter().find(|(t, _)| *t == i) {
                 Some((_, col)) if !field.is_empty() => {
                     let plain = (|| -> anyhow::Result<Vec<u8>> {
+                        if let Some(det) =
+                            deterministic.as_ref().filter(|_| deterministic_names.contains(&col.as_str()))
+                        {
+                            return Ok(det.decrypt_token(col.as_bytes(), field)?);
+                        }
                         let (id, payload) = aead::parse_token(field)?;
                         Ok(cache.get(&id)?.decrypt_payload(col.as_bytes(), &payload)?)
                     })()
@@ -759,11 +810,13 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
 
     if dry_run {
         let keyring = load_keys(&settings)?;
+        let deterministic = deterministic_cipher(&settings, &keyring)?;
         let (pool, _) = build_pool(Some(1))?;
         let keys = KeystoreKeys::new(&keyring, settings.keystore.clone());
         let ctx = Context {
             settings: &settings,
             pseudonymizer: Pseudonymizer::new(keyring.pseudonym_key()),
+            deterministic: deterministic.clone(),
             keys: &keys,
             pool: &pool,
             reporter: &Silent,
@@ -834,6 +887,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
     }
 
     let keyring = load_keys(&settings)?;
+    let deterministic = deterministic_cipher(&settings, &keyring)?;
     let (pool, threads) = build_pool(jobs)?;
     let keys = KeystoreKeys::new(&keyring, settings.keystore.clone());
     let reporter = make_reporter(bars);
@@ -853,6 +907,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
         let ctx = Context {
             settings: &settings,
             pseudonymizer: Pseudonymizer::new(keyring.pseudonym_key()),
+            deterministic: deterministic.clone(),
             keys: &keys,
             pool: &pool,
             reporter,
@@ -994,6 +1049,8 @@ fn audit_cmd(config: &Path, json: bool, sample: Option<u64>, jobs: Option<usize>
     let cancel = cancel_flag();
     // The audit publishes nothing: it needs no key material at all.
     let pseudonymizer = Pseudonymizer::new(&crate::crypto::keys::PseudonymKey::generate());
+    let deterministic =
+        crate::crypto::siv::DeterministicCipher::new(&crate::crypto::keys::DeterministicKey::generate());
     let mut results = Vec::new();
     for path in files {
         let display = path.display().to_string();
@@ -1021,6 +1078,7 @@ fn audit_cmd(config: &Path, json: bool, sample: Option<u64>, jobs: Option<usize>
             schema: &settings.schema,
             delimiter: settings.delimiter,
             pseudonymizer: &pseudonymizer,
+            deterministic: Some(&deterministic),
             keys: &EphemeralKeys,
             pool: &pool,
             progress: &(),

@@ -220,8 +220,11 @@ pub enum UnknownColumns {
 pub enum Action {
     /// Copied (after normalization).
     Keep,
-    /// Replaced by a `pg1:` AES-256-GCM token.
+    /// Replaced by a `pg1:` AES-256-GCM token (randomized).
     Encrypt,
+    /// Replaced by a `pd1:` AES-SIV token: equal values give equal tokens.
+    #[serde(rename = "encrypt-deterministic")]
+    EncryptDeterministic,
     /// Replaced by the HMAC-SHA256 pseudonym.
     Pseudonymize,
     /// Partly hidden, type-aware (email, phone, date, other).
@@ -236,6 +239,7 @@ impl Action {
         match self {
             Action::Keep => "keep",
             Action::Encrypt => "encrypt",
+            Action::EncryptDeterministic => "encrypt-deterministic",
             Action::Pseudonymize => "pseudonymize",
             Action::Mask => "mask",
             Action::Drop => "drop",
@@ -664,7 +668,9 @@ fn resolve_schema(raw: RawSchema, invalid: &dyn Fn(&str, String) -> SettingsErro
             ));
         }
         let ct_type = c.ct_type.unwrap_or_default();
-        if matches!(action, Action::Encrypt | Action::Pseudonymize | Action::Mask) && ct_type != CtType::String {
+        if matches!(action, Action::Encrypt | Action::EncryptDeterministic | Action::Pseudonymize | Action::Mask)
+            && ct_type != CtType::String
+        {
             return Err(invalid(
                 &key("ct_type"),
                 format!(
@@ -767,6 +773,17 @@ required = true
         let t = format!("{BASE}\n[[schema.columns]]\nname = \"email\"\naction = \"encrypt\"\nct_type = \"INTEGER\"\n");
         let err = load(&t).err().unwrap().to_string();
         assert!(err.contains("ct_type"), "{err}");
+    }
+
+    #[test]
+    fn deterministic_column_must_be_string() {
+        let t = format!(
+            "{BASE}\n[[schema.columns]]\nname = \"email\"\naction = \"encrypt-deterministic\"\nct_type = \"LONG\"\n"
+        );
+        let err = load(&t).err().unwrap().to_string();
+        assert!(err.contains("ct_type") && err.contains("encrypt-deterministic"), "{err}");
+        let ok = format!("{BASE}\n[[schema.columns]]\nname = \"email\"\naction = \"encrypt-deterministic\"\n");
+        assert_eq!(load(&ok).unwrap().schema.columns[1].action, Action::EncryptDeterministic);
     }
 
     #[test]

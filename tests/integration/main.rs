@@ -2,6 +2,7 @@
 
 mod access;
 mod audit;
+mod deterministic;
 mod job;
 mod keys;
 mod process;
