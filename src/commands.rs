@@ -397,12 +397,12 @@ fn add_deterministic_key(keyring: Option<&Path>, config: Option<&Path>) -> CmdRe
         Some(s) => load_keys(s)?,
         None => load_keyring(&path)?,
     };
-    ring.add_deterministic_key().map_err(|()| {
-        usage(anyhow!(
+    if !ring.add_deterministic_key() {
+        return Err(usage(anyhow!(
             "keyring {} already has a deterministic_key; it is never replaced, since that would change every deterministic token",
             path.display()
-        ))
-    })?;
+        )));
+    }
     ring.save().map_err(usage)?;
     info!("keyring {}: deterministic_key added (AES-SIV, 64 bytes)", path.display());
     if let Some(s) = &settings {

@@ -87,7 +87,9 @@ pub fn fetch(command: &str, dir: &Path) -> Result<Kek, KekCommandError> {
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let out_reader = std::thread::spawn(move || {
-        let mut buf = Zeroizing::new(Vec::new());
+        // Sized up front so that reading never reallocates and leaves a
+        // stray copy of the key behind.
+        let mut buf = Zeroizing::new(Vec::with_capacity(2 * MAX_STDOUT as usize));
         if let Some(s) = stdout {
             let _ = s.take(MAX_STDOUT).read_to_end(&mut buf);
         }

@@ -24,6 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use zeroize::Zeroize;
 
 use crate::crypto::keys::{DeterministicKey, Kek, KekId, PseudonymKey};
 
@@ -167,7 +168,7 @@ impl Keyring {
         let invalid = |message: String| KeyringError::Invalid { path: path.to_owned(), message };
         // The toml error text may quote the offending line, which could hold
         // key material: report only its position.
-        let raw: RawKeyring = toml::from_str(text).map_err(|e| {
+        let mut raw: RawKeyring = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| {
                 let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
                 format!(" at line {line}")
@@ -219,6 +220,14 @@ impl Keyring {
             None => None,
             Some(k) => Some(DeterministicKey::from_base64(k).map_err(|e| invalid(format!("deterministic_key: {e}")))?),
         };
+        // The parsed copies of the key material are no longer needed.
+        raw.pseudonym_key.zeroize();
+        if let Some(d) = raw.deterministic_key.as_mut() {
+            d.zeroize();
+        }
+        for v in raw.kek.values_mut() {
+            v.zeroize();
+        }
         let name_demo = path.file_name().is_some_and(|n| n.to_string_lossy().contains("DEMO"));
         Ok(Self {
             path: path.to_owned(),
@@ -345,18 +354,16 @@ impl Keyring {
         Ok(())
     }
 
-    /// Adds a fresh deterministic-encryption key.
-    ///
-    /// # Errors
-    /// `Err(())` when the keyring already has one (it is never replaced:
-    /// that would change every deterministic token).
-    #[allow(clippy::result_unit_err)]
-    pub fn add_deterministic_key(&mut self) -> Result<(), ()> {
+    /// Adds a fresh deterministic-encryption key (64 bytes, AES-SIV).
+    /// Returns `false`, changing nothing, when the keyring already has one:
+    /// it is never replaced, since that would change every deterministic
+    /// token.
+    pub fn add_deterministic_key(&mut self) -> bool {
         if self.deterministic_key.is_some() {
-            return Err(());
+            return false;
         }
         self.deterministic_key = Some(DeterministicKey::generate());
-        Ok(())
+        true
     }
 
     /// The id of the KEK that came from `kek_command`, if any.
@@ -461,7 +468,8 @@ mod tests {
         assert_eq!(ring.active().0, &id);
         assert!(ring.active().1 == &kms);
         assert!(matches!(ring.retire(&id), Err(RetireError::External(_))));
-        ring.add_deterministic_key().unwrap();
+        assert!(ring.add_deterministic_key());
+        assert!(!ring.add_deterministic_key(), "never replaced");
         ring.save().unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(!text.contains(&kms.to_base64()) && !text.contains("kms-1"), "{text}");

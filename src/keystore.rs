@@ -381,6 +381,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rewrap_moves_records_to_the_active_kek_or_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ring = Keyring::generate(&dir.path().join("k.toml"));
+        let old = ring.active().0.to_string();
+        let ks = dir.path().join("keys.jsonl");
+        let (_, a) = new_data_key(&ring, "2026-11-29T03:00:00Z");
+        let (_, b) = new_data_key(&ring, "2026-11-29T04:00:00Z");
+        append(&ks, &[a.clone(), b.clone()]).unwrap();
+        assert_eq!(rewrap(&ks, &ring).unwrap().rewrapped, 0, "already under the active KEK");
+        let new = ring.rotate().to_string();
+        let (_, c) = new_data_key(&ring, "2026-11-29T05:00:00Z");
+        append(&ks, std::slice::from_ref(&c)).unwrap();
+
+        let s = rewrap(&ks, &ring).unwrap();
+        assert_eq!((s.records, s.rewrapped, s.unchanged), (3, 2, 1));
+        assert_eq!(s.from.get(&old), Some(&2));
+        let recs = records(&ks).unwrap();
+        assert!(recs.iter().all(|r| r.kek_id == new));
+        assert_eq!(recs[2], c);
+        for (before, after) in [&a, &b].into_iter().zip(&recs) {
+            assert_eq!((&before.dek_id, &before.created), (&after.dek_id, &after.created));
+            let k1 = unwrap_record(&ring, after).unwrap();
+            assert_eq!(k1.id().as_str(), before.dek_id);
+        }
+
+        // A record whose KEK the keyring lacks: an error naming both ids, and no change.
+        let mut orphan = c.clone();
+        orphan.dek_id = "00000000000000aa".into();
+        orphan.kek_id = "kmissing".into();
+        append(&ks, std::slice::from_ref(&orphan)).unwrap();
+        let text = std::fs::read_to_string(&ks).unwrap();
+        ring.rotate();
+        let err = rewrap(&ks, &ring).err().unwrap().to_string();
+        assert!(err.contains("00000000000000aa") && err.contains("kmissing"), "{err}");
+        assert_eq!(std::fs::read_to_string(&ks).unwrap(), text);
+
+        // A missing keystore has nothing to re-wrap.
+        assert_eq!(rewrap(&dir.path().join("none.jsonl"), &ring).unwrap(), RewrapSummary::default());
+    }
+
+    #[test]
     fn append_load_unwrap() {
         let dir = tempfile::tempdir().unwrap();
         let ring = Keyring::generate(&dir.path().join("k.toml"));

@@ -793,6 +793,21 @@ required = true
     }
 
     #[test]
+    fn kek_command_needs_both_keys_and_resolves_against_the_config() {
+        let with = |extra: &str| BASE.replacen("[keys]\n", &format!("[keys]\n{extra}"), 1);
+        let s = load(&with("kek_command = \"vault read -field=kek x\"\nkek_id = \"kms-1\"\n")).unwrap();
+        let kc = s.kek_command.unwrap();
+        assert_eq!(kc.kek_id.as_str(), "kms-1");
+        assert_eq!(kc.dir, Path::new("/etc/piigate"));
+        let err = load(&with("kek_command = \"x\"\n")).err().unwrap().to_string();
+        assert!(err.contains("kek_id"), "{err}");
+        let err = load(&with("kek_id = \"k\"\n")).err().unwrap().to_string();
+        assert!(err.contains("kek_command"), "{err}");
+        let err = load(&with("kek_command = \"x\"\nkek_id = \"bad id\"\n")).err().unwrap().to_string();
+        assert!(err.contains("kek_id"), "{err}");
+    }
+
+    #[test]
     fn tab_delimiter() {
         let s = load(&format!("{BASE}\n[csv]\ndelimiter = \"\\t\"\n")).unwrap();
         assert_eq!(s.delimiter, b'\t');
