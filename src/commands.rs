@@ -360,16 +360,9 @@ fn retire(config: &Path, kek_id: &str) -> CmdResult {
     let settings = load_settings(config)?;
     let id: crate::crypto::keys::KekId = kek_id.parse().map_err(|e| usage(anyhow!("KEK id {kek_id:?}: {e}")))?;
     let mut ring = load_keys(&settings)?;
-    if run_in_progress(&settings.state_dir) {
-        return Err(CommandError {
-            status: ExitStatus::Locked,
-            source: anyhow!(
-                "a `piigate run` is in progress and may still wrap data keys under the keyring it loaded; retire KEK {id} when it has ended (restart a watcher after `keys rotate`, then `keys rewrap`)"
-            ),
-        });
-    }
     // The keystore lock keeps runs from appending while the check and the
-    // keyring change happen.
+    // keyring change happen; the retired mark then keeps a process that
+    // loaded the keyring earlier from wrapping under this KEK afterwards.
     let _lock = keystore::lock(&settings.keystore).map_err(usage)?;
     let records = keystore::records(&settings.keystore).map_err(usage)?;
     let needing = data_keys_per_kek(&records).get(id.as_str()).copied().unwrap_or(0);
@@ -380,8 +373,12 @@ fn retire(config: &Path, kek_id: &str) -> CmdResult {
             config.display()
         )));
     }
+    keystore::mark_retired(&settings.keystore, id.as_str()).map_err(usage)?;
     ring.save().map_err(usage)?;
     info!("keyring {}: KEK {id} removed; no stored data key needed it", settings.keyring.display());
+    if run_in_progress(&settings.state_dir) {
+        warn!("a `piigate run` is in progress: if it loaded the keyring before KEK {id} was rotated out, its files fail (and stay in the inbox) until it is restarted");
+    }
     log_key_event(&settings, "keys-retire", &settings.keyring, 0, &format!("retired KEK {id}"))?;
     Ok(ExitStatus::Ok)
 }

@@ -77,6 +77,14 @@ pub enum KeystoreError {
         /// The KEK id.
         kek_id: String,
     },
+    /// A new record names a KEK that `keys retire` removed.
+    #[error("a new data key is wrapped by KEK {kek_id}, which was retired (see {path}.retired) after this piigate loaded its keyring; restart it so that it loads the current keyring")]
+    RetiredKek {
+        /// Keystore path.
+        path: PathBuf,
+        /// The KEK id.
+        kek_id: String,
+    },
     /// Two records for one dek_id unwrap to different keys.
     #[error("keystore {path} line {line}: data key {dek_id} is recorded twice with different keys; restore the keystore from a backup before re-wrapping")]
     Conflict {
@@ -221,14 +229,60 @@ pub fn append(path: &Path, records: &[DekRecord]) -> Result<(), KeystoreError> {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let mut f = open_locked(path, true).map_err(io)?;
-    let mut buf = Vec::new();
-    for r in records {
-        serde_json::to_writer(&mut buf, r).map_err(|e| io(std::io::Error::other(e)))?;
-        buf.push(b'\n');
-    }
-    let res = f.write_all(&buf).and_then(|_| f.sync_data());
+    let res = (|| {
+        // A process that loaded its keyring before `keys retire` may still
+        // wrap under the retired KEK: its record would name a KEK that no
+        // longer exists. Checked under the lock that retire holds.
+        let retired = retired_keks(path)?;
+        if let Some(r) = records.iter().find(|r| retired.contains(&r.kek_id)) {
+            return Err(KeystoreError::RetiredKek { path: path.to_owned(), kek_id: r.kek_id.clone() });
+        }
+        let mut buf = Vec::new();
+        for r in records {
+            serde_json::to_writer(&mut buf, r).map_err(|e| io(std::io::Error::other(e)))?;
+            buf.push(b'\n');
+        }
+        f.write_all(&buf).and_then(|_| f.sync_data()).map_err(io)
+    })();
     let _ = FileExt::unlock(&f);
-    res.map_err(io)
+    res
+}
+
+/// The file beside the keystore that lists retired KEK ids, one a line
+/// (`<keystore name>.retired`).
+pub fn retired_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".retired");
+    path.with_file_name(name)
+}
+
+/// KEK ids that `keys retire` removed; [`append`] refuses records under them.
+///
+/// # Errors
+/// [`KeystoreError::Io`].
+pub fn retired_keks(path: &Path) -> Result<Vec<String>, KeystoreError> {
+    let p = retired_path(path);
+    match std::fs::read_to_string(&p) {
+        Ok(text) => Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(KeystoreError::Io { path: p, source }),
+    }
+}
+
+/// Records that `kek_id` was retired (appended to [`retired_path`], 0600,
+/// fsynced). Call it while holding [`lock`].
+///
+/// # Errors
+/// [`KeystoreError::Io`].
+pub fn mark_retired(path: &Path, kek_id: &str) -> Result<(), KeystoreError> {
+    let p = retired_path(path);
+    let io = |source| KeystoreError::Io { path: p.clone(), source };
+    let mut opts = OpenOptions::new();
+    opts.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&p).map_err(io)?;
+    f.write_all(format!("{kek_id}\n").as_bytes()).and_then(|_| f.sync_data()).map_err(io)
 }
 
 /// What [`rewrap`] did.

@@ -319,3 +319,33 @@ fn kek_command_needs_kek_id() {
     run.expect_code(2);
     assert!(run.stderr().contains("kek_id"), "{}", run.describe());
 }
+
+/// A process that loaded the keyring before the rotation must not wrap a
+/// new data key under a KEK that was retired since: that key would be lost.
+#[test]
+fn a_stale_keyring_cannot_wrap_under_a_retired_kek() {
+    let wd = Workdir::new("");
+    let old_kek = active_kek(&wd);
+    process_one(&wd, "first");
+    // What a long-running process loaded before the rotation.
+    std::fs::copy(wd.path("keys/keyring.toml"), wd.path("keys/stale.toml")).unwrap();
+    wd.piigate(&["keys", "rotate", "--config", "piigate.toml"]).expect_ok();
+    wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]).expect_ok();
+    wd.piigate(&["keys", "retire", "--config", "piigate.toml", &old_kek]).expect_ok();
+    assert_eq!(wd.read("state/data-keys.jsonl.retired").trim(), old_kek);
+
+    let n = wd.list("outbox").len();
+    let before = wd.read("state/data-keys.jsonl");
+    wd.write("inbox/late.csv", GOOD);
+    let run = wd.piigate_env(
+        &["process", "--config", "piigate.toml", "inbox/late.csv"],
+        &[("PIIGATE_KEYRING", wd.path("keys/stale.toml").to_str().unwrap())],
+    );
+    run.expect_code(1);
+    assert!(run.stderr().contains("retired") && run.stderr().contains(&old_kek), "{}", run.describe());
+    assert_eq!(wd.list("outbox").len(), n, "nothing published");
+    assert_eq!(wd.read("state/data-keys.jsonl"), before, "no record under the retired KEK");
+
+    // With the current keyring the same file goes through.
+    wd.piigate(&["process", "--config", "piigate.toml", "inbox/late.csv"]).expect_ok();
+}
