@@ -622,10 +622,13 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
     };
     let targets: Vec<(usize, String)> =
         names.iter().enumerate().filter(|(_, n)| wanted.contains(n)).map(|(i, n)| (i, n.clone())).collect();
+    // A deterministic column needs the key up front; any column may hold
+    // either kind of token (a schema may have changed), so cells are told
+    // apart by their version prefix.
     let deterministic = if targets.iter().any(|(_, n)| deterministic_names.contains(&n.as_str())) {
         deterministic_cipher(&settings, &keyring)?
     } else {
-        None
+        keyring.deterministic_key().map(crate::crypto::siv::DeterministicCipher::new)
     };
     if targets.is_empty() {
         return Err(failed(anyhow!(
@@ -657,9 +660,13 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
             match targets.iter().find(|(t, _)| *t == i) {
                 Some((_, col)) if !field.is_empty() => {
                     let plain = (|| -> anyhow::Result<Vec<u8>> {
-                        if let Some(det) =
-                            deterministic.as_ref().filter(|_| deterministic_names.contains(&col.as_str()))
-                        {
+                        if field.starts_with(b"pd") {
+                            let det = deterministic.as_ref().ok_or_else(|| {
+                                anyhow!(
+                                    "a deterministic (pd) token, but keyring {} has no deterministic_key; use the keyring the file was made with",
+                                    keyring.path().display()
+                                )
+                            })?;
                             return Ok(det.decrypt_token(col.as_bytes(), field)?);
                         }
                         let (id, payload) = aead::parse_token(field)?;

@@ -134,3 +134,29 @@ fn deterministic_column_is_always_text() {
     run.expect_code(2);
     assert!(run.stderr().contains("ct_type"), "{}", run.describe());
 }
+
+/// A column whose action changed between encrypt and encrypt-deterministic
+/// still decrypts: cells are told apart by their version prefix.
+#[test]
+fn decrypt_follows_the_token_version_not_the_current_schema() {
+    let wd = det_workdir();
+    wd.write("inbox/a.csv", GOOD);
+    wd.piigate(&["process", "--config", "piigate.toml", "inbox/a.csv"]).expect_ok();
+    let out = &outputs(&wd)[0];
+    // email (written as pg1) becomes deterministic, email_match (written as pd1) randomized.
+    let swapped = format!("{SCHEMA}{DET_COLUMN}")
+        .replacen("name = \"email\"\naction = \"encrypt\"", "name = \"email\"\naction = \"encrypt-deterministic\"", 1)
+        .replacen(
+            "name = \"email_match\"\nfrom = \"email\"\naction = \"encrypt-deterministic\"",
+            "name = \"email_match\"\nfrom = \"email\"\naction = \"encrypt\"",
+            1,
+        );
+    assert!(swapped.contains("name = \"email\"\naction = \"encrypt-deterministic\""), "{swapped}");
+    wd.write_config("", &swapped);
+    wd.piigate(&["decrypt", "--config", "piigate.toml", "--reason", "r", out, "-o", "plain.csv"]).expect_ok();
+    let plain = csv_rows(&wd.read("plain.csv"));
+    let email = plain[0].iter().position(|h| h == "email").unwrap();
+    let det = plain[0].iter().position(|h| h == "email_match").unwrap();
+    assert_eq!(plain[1][email], "ana.test@example.test");
+    assert_eq!(plain[1][det], "ana.test@example.test");
+}
