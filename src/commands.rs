@@ -210,8 +210,9 @@ fn rotate(keyring: Option<&Path>, config: Option<&Path>) -> CmdResult {
     let mut ring = load_keyring(&path)?;
     let id = ring.rotate();
     ring.save().map_err(usage)?;
+    let cfg = config.map_or_else(|| "CFG".to_owned(), |c| c.display().to_string());
     info!(
-        "keyring {}: new active KEK {id}; earlier KEKs are kept for decryption. Next: `piigate keys rewrap --config CFG` re-wraps the stored data keys under it",
+        "keyring {}: new active KEK {id}; earlier KEKs are kept for decryption. Next: `piigate keys rewrap --config {cfg}` re-wraps the stored data keys under it",
         path.display()
     );
     if let Some(s) = &settings {
@@ -321,7 +322,7 @@ fn key_status(config: &Path, json: bool) -> CmdResult {
         let _ = writeln!(out);
     } else {
         let _ = writeln!(out, "keyring  {}", status.keyring);
-        let _ = writeln!(out, "keystore {} ({} data keys)", status.keystore, status.data_keys);
+        let _ = writeln!(out, "keystore {} ({} data key(s))", status.keystore, status.data_keys);
         let _ = writeln!(out, "{:<20} {:<7} {:<12} data keys", "KEK", "active", "source");
         for k in &status.keks {
             let _ = writeln!(
@@ -350,7 +351,10 @@ fn key_status(config: &Path, json: bool) -> CmdResult {
     }
     let old = status.keks.iter().filter(|k| !k.active && k.data_keys > 0).count();
     if old > 0 {
-        info!("{old} non-active KEK(s) still wrap data keys: `piigate keys rewrap --config CFG` moves them to the active KEK");
+        info!(
+            "{old} non-active KEK(s) still wrap data keys: `piigate keys rewrap --config {}` moves them to the active KEK",
+            config.display()
+        );
     }
     log_key_event(&settings, "keys-status", &settings.keystore, status.data_keys as u64, "key status shown")?;
     Ok(ExitStatus::Ok)
