@@ -95,6 +95,19 @@ fn load_keys(settings: &Settings) -> Result<Keyring, CommandError> {
     Ok(ring)
 }
 
+/// [`load_keys`] plus the earlier KEKs of `[keys.previous_kek_commands]`,
+/// for the commands that unwrap stored data keys.
+fn load_keys_to_unwrap(settings: &Settings) -> Result<Keyring, CommandError> {
+    let mut ring = load_keys(settings)?;
+    for kc in &settings.previous_kek_commands {
+        let kek = crate::kek_command::fetch(&kc.command, &kc.dir)
+            .with_context(|| format!("[keys.previous_kek_commands] {}", kc.kek_id))
+            .map_err(usage)?;
+        ring.add_external_kek(kc.kek_id.clone(), kek).map_err(usage)?;
+    }
+    Ok(ring)
+}
+
 fn warn_keyring(ring: &Keyring) {
     let path = ring.path();
     if ring.is_demo() {
@@ -203,7 +216,7 @@ fn rotate(keyring: Option<&Path>, config: Option<&Path>) -> CmdResult {
     };
     if let Some(kc) = settings.as_ref().and_then(|s| s.kek_command.as_ref()) {
         return Err(usage(anyhow!(
-            "the active KEK comes from [keys] kek_command (KEK {}): rotate it in the KMS and give it a new kek_id, rather than adding a KEK to the keyring file",
+            "the active KEK comes from [keys] kek_command (KEK {}): make a new key in the KMS, point kek_command and a new kek_id at it, and list the old one under [keys.previous_kek_commands] until `keys rewrap` has moved every data key",
             kc.kek_id
         )));
     }
@@ -226,7 +239,7 @@ fn rotate(keyring: Option<&Path>, config: Option<&Path>) -> CmdResult {
 
 fn rewrap(config: &Path) -> CmdResult {
     let settings = load_settings(config)?;
-    let ring = load_keys(&settings)?;
+    let ring = load_keys_to_unwrap(&settings)?;
     let active = ring.active().0.clone();
     let summary = keystore::rewrap(&settings.keystore, &ring).map_err(usage)?;
     let from = summary.from.iter().map(|(k, n)| format!("{n} from {k}")).collect::<Vec<_>>().join(", ");
@@ -293,7 +306,7 @@ struct KeyStatus {
 
 fn key_status(config: &Path, json: bool) -> CmdResult {
     let settings = load_settings(config)?;
-    let ring = load_keys(&settings)?;
+    let ring = load_keys_to_unwrap(&settings)?;
     let records = keystore::records(&settings.keystore).map_err(usage)?;
     let mut per = data_keys_per_kek(&records);
     let distinct: std::collections::HashSet<&str> = records.iter().map(|r| r.dek_id.as_str()).collect();
@@ -302,7 +315,7 @@ fn key_status(config: &Path, json: bool) -> CmdResult {
         .map(|id| KekStatus {
             kek_id: id.to_string(),
             active: ring.active().0 == id,
-            source: if ring.external_kek() == Some(id) { "kek_command" } else { "keyring" },
+            source: if ring.is_external(id) { "kek_command" } else { "keyring" },
             data_keys: per.remove(id.as_str()).unwrap_or(0),
         })
         .collect();
@@ -363,7 +376,7 @@ fn key_status(config: &Path, json: bool) -> CmdResult {
 fn retire(config: &Path, kek_id: &str) -> CmdResult {
     let settings = load_settings(config)?;
     let id: crate::crypto::keys::KekId = kek_id.parse().map_err(|e| usage(anyhow!("KEK id {kek_id:?}: {e}")))?;
-    let mut ring = load_keys(&settings)?;
+    let mut ring = load_keys_to_unwrap(&settings)?;
     // The keystore lock keeps runs from appending while the check and the
     // keyring change happen; the retired mark then keeps a process that
     // loaded the keyring earlier from wrapping under this KEK afterwards.
@@ -585,7 +598,7 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
         return Err(usage(anyhow!("--reason must say why the values are needed; it is recorded in the access log")));
     }
     let settings = load_settings(config)?;
-    let keyring = load_keys(&settings)?;
+    let keyring = load_keys_to_unwrap(&settings)?;
     let records = keystore::load(&settings.keystore).map_err(usage)?;
     let mut cache = KeyCache { ring: &keyring, records, keys: HashMap::new() };
 

@@ -81,8 +81,9 @@ pub struct Keyring {
     /// `active_kek` as the file has it (absent when the KEK is external).
     file_active: Option<KekId>,
     keks: BTreeMap<KekId, Kek>,
-    /// The KEK that came from `kek_command`: never written to the file.
-    external: Option<KekId>,
+    /// KEKs that came from `kek_command` or `previous_kek_commands`: never
+    /// written to the file.
+    external: Vec<KekId>,
     pseudonym_key: PseudonymKey,
     deterministic_key: Option<DeterministicKey>,
     demo: bool,
@@ -106,7 +107,7 @@ pub enum RetireError {
     #[error("KEK {0} is the active KEK: new data keys are wrapped under it. Run `piigate keys rotate` and `piigate keys rewrap` first, then retire it")]
     Active(String),
     /// The KEK comes from `kek_command`, not from the file.
-    #[error("KEK {0} comes from [keys] kek_command, not from the keyring file; to stop using it, change kek_command and kek_id in the config")]
+    #[error("KEK {0} comes from [keys] kek_command or previous_kek_commands, not from the keyring file; once `keys status` shows it wraps no data key, remove it from the config")]
     External(String),
 }
 
@@ -122,7 +123,7 @@ impl Keyring {
             active: id.clone(),
             file_active: Some(id),
             keks,
-            external: None,
+            external: Vec::new(),
             pseudonym_key: PseudonymKey::generate(),
             deterministic_key: Some(DeterministicKey::generate()),
             demo: false,
@@ -204,9 +205,9 @@ impl Keyring {
                     }
                 }
                 keks.insert(id.clone(), kek);
-                (id.clone(), Some(id))
+                (id.clone(), vec![id])
             }
-            (None, Some(a)) => (a.clone(), None),
+            (None, Some(a)) => (a.clone(), Vec::new()),
             (None, None) => {
                 return Err(invalid(
                     "no active_kek: set active_kek to an entry of [kek], or configure [keys] kek_command and kek_id"
@@ -259,7 +260,7 @@ impl Keyring {
         }
         s.push_str("\n[kek]\n");
         for (id, k) in &self.keks {
-            if self.external.as_ref() != Some(id) {
+            if !self.external.contains(id) {
                 s.push_str(&format!("{id} = \"{}\"\n", k.to_base64()));
             }
         }
@@ -341,7 +342,7 @@ impl Keyring {
             let held = self.keks.keys().map(KekId::to_string).collect::<Vec<_>>().join(", ");
             return Err(RetireError::Unknown { path: self.path.display().to_string(), id: id.to_string(), held });
         }
-        if self.external.as_ref() == Some(id) {
+        if self.external.contains(id) {
             return Err(RetireError::External(id.to_string()));
         }
         if &self.active == id {
@@ -366,9 +367,34 @@ impl Keyring {
         true
     }
 
-    /// The id of the KEK that came from `kek_command`, if any.
-    pub fn external_kek(&self) -> Option<&KekId> {
-        self.external.as_ref()
+    /// Adds an earlier KEK from outside the file (`previous_kek_commands`):
+    /// it unwraps data keys but wraps none and is never written to the
+    /// file.
+    ///
+    /// # Errors
+    /// [`KeyringError::Invalid`] when the file holds a different KEK under
+    /// the same id.
+    pub fn add_external_kek(&mut self, id: KekId, kek: Kek) -> Result<(), KeyringError> {
+        if let Some(mine) = self.keks.get(&id) {
+            if *mine != kek {
+                return Err(KeyringError::Invalid {
+                    path: self.path.clone(),
+                    message: format!(
+                        "[kek] holds a KEK {id} that differs from the one previous_kek_commands returns under the same id; give one of them another id"
+                    ),
+                });
+            }
+        }
+        self.keks.insert(id.clone(), kek);
+        if !self.external.contains(&id) {
+            self.external.push(id);
+        }
+        Ok(())
+    }
+
+    /// Whether KEK `id` came from a command rather than the keyring file.
+    pub fn is_external(&self, id: &KekId) -> bool {
+        self.external.contains(id)
     }
     /// The deterministic-encryption key, if the keyring has one.
     pub fn deterministic_key(&self) -> Option<&DeterministicKey> {

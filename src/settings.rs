@@ -98,6 +98,7 @@ struct RawKeys {
     keystore: Option<String>,
     kek_command: Option<String>,
     kek_id: Option<String>,
+    previous_kek_commands: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -400,6 +401,9 @@ pub struct Settings {
     pub keystore: PathBuf,
     /// The active KEK's command, when it does not live in the keyring file.
     pub kek_command: Option<KekCommand>,
+    /// Earlier KEKs kept in a KMS (`[keys.previous_kek_commands]`, id =
+    /// command): run only by commands that unwrap data keys.
+    pub previous_kek_commands: Vec<KekCommand>,
     /// `[source]`, if configured.
     pub source: Option<SourceSettings>,
     /// `[sink]`, if configured.
@@ -483,6 +487,18 @@ impl Settings {
                 Some(KekCommand { command, kek_id, dir: base.clone() })
             }
         };
+        let mut previous_kek_commands = Vec::new();
+        for (id, command) in raw.keys.previous_kek_commands.unwrap_or_default() {
+            let key = format!("keys.previous_kek_commands.{id}");
+            let kek_id: crate::crypto::keys::KekId = id.parse().map_err(|e| invalid(&key, format!("{e}")))?;
+            if kek_command.as_ref().is_some_and(|k| k.kek_id == kek_id) {
+                return Err(invalid(&key, "is the active kek_id; list only earlier KEKs here".into()));
+            }
+            if command.trim().is_empty() {
+                return Err(invalid(&key, "is empty: give the command that prints this KEK".into()));
+            }
+            previous_kek_commands.push(KekCommand { command, kek_id, dir: base.clone() });
+        }
         let state_dir = resolve(raw.state.as_ref().and_then(|s| s.dir.as_deref()).unwrap_or("state"));
         let keystore = match raw.keys.keystore.as_deref() {
             Some(p) => resolve(p),
@@ -613,6 +629,7 @@ impl Settings {
             keyring_from_env,
             keystore,
             kek_command,
+            previous_kek_commands,
             source,
             sink,
             state_dir,
@@ -805,6 +822,12 @@ required = true
         assert!(err.contains("kek_command"), "{err}");
         let err = load(&with("kek_command = \"x\"\nkek_id = \"bad id\"\n")).err().unwrap().to_string();
         assert!(err.contains("kek_id"), "{err}");
+        let prev = "kek_command = \"x\"\nkek_id = \"kms-2\"\nprevious_kek_commands = { kms-1 = \"y\" }\n";
+        let s = load(&with(prev)).unwrap();
+        assert_eq!(s.previous_kek_commands[0].kek_id.as_str(), "kms-1");
+        assert_eq!(s.previous_kek_commands[0].command, "y");
+        let err = load(&with(&prev.replace("kms-1", "kms-2"))).err().unwrap().to_string();
+        assert!(err.contains("previous_kek_commands.kms-2"), "{err}");
     }
 
     #[test]

@@ -349,3 +349,48 @@ fn a_stale_keyring_cannot_wrap_under_a_retired_kek() {
     // With the current keyring the same file goes through.
     wd.piigate(&["process", "--config", "piigate.toml", "inbox/late.csv"]).expect_ok();
 }
+
+/// Rotating a KMS KEK: the new key becomes kek_command, the old one stays
+/// reachable through previous_kek_commands until rewrap has moved every
+/// data key, and is then dropped from the config.
+#[test]
+fn rotation_from_one_kms_key_to_another() {
+    let wd = Workdir::new("");
+    fake_kms(&wd);
+    use_kek_command(&wd);
+    let first = process_one(&wd, "first");
+    assert_eq!(records(&wd)[0]["kek_id"], "kms-1");
+
+    let new_kek = piigate::crypto::keys::Kek::generate().to_base64();
+    wd.write("kms-store/kek2.b64", format!("{new_kek}\n"));
+    let cfg = wd.read("piigate.toml").replacen(
+        "kek_command = \"./kms.sh\"\nkek_id = \"kms-1\"\n",
+        "kek_command = \"cat kms-store/kek2.b64\"\nkek_id = \"kms-2\"\nprevious_kek_commands = { kms-1 = \"./kms.sh\" }\n",
+        1,
+    );
+    wd.write("piigate.toml", &cfg);
+    // New files need only the active KEK: the old KMS key is not asked for.
+    wd.write("kms-store/deny", "");
+    let second = process_one(&wd, "second");
+    assert_eq!(records(&wd)[1]["kek_id"], "kms-2");
+    // Re-wrapping needs both.
+    wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]).expect_code(2);
+    std::fs::remove_file(wd.path("kms-store/deny")).unwrap();
+    wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]).expect_ok();
+    assert!(records(&wd).iter().all(|r| r["kek_id"] == "kms-2"));
+    let s = status(&wd);
+    assert_eq!(wraps(&s, "kms-1"), Some(0));
+    assert_eq!(wraps(&s, "kms-2"), Some(2));
+    // Retiring a KEK the file never held is refused with what to do instead.
+    let run = wd.piigate(&["keys", "retire", "--config", "piigate.toml", "kms-1"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("previous_kek_commands"), "{}", run.describe());
+
+    // Drop the old key from the config: everything still decrypts.
+    let cfg = wd.read("piigate.toml").replacen("previous_kek_commands = { kms-1 = \"./kms.sh\" }\n", "", 1);
+    wd.write("piigate.toml", &cfg);
+    std::fs::remove_file(wd.path("kms-store/kek.b64")).unwrap();
+    python_verifies(&wd, "inbox/first.csv", &first);
+    python_verifies(&wd, "inbox/second.csv", &second);
+    wd.piigate(&["decrypt", "--config", "piigate.toml", "--reason", "r", &first, "-o", "plain.csv"]).expect_ok();
+}

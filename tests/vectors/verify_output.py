@@ -183,14 +183,16 @@ def key32(text, what):
     return keyn(text, KEY_LEN, what)
 
 
-def load_keyring(path, external=None):
+def load_keyring(path, external=None, previous=()):
     """Returns ({kek_id: kek}, pseudonym_key, deterministic_key or None).
-    `external` is (kek_id, kek) from [keys] kek_command, which the file does not hold."""
+    `external` is (kek_id, kek) from [keys] kek_command, `previous` more such pairs from
+    [keys.previous_kek_commands]; the file holds none of them."""
     with open(path, "rb") as f:
         ring = tomllib.load(f)
     if ring.get("format") != "piigate-keyring-v1":
         raise ConfigError("keyring: format is not piigate-keyring-v1")
     keks = {kid: key32(v, f"keyring kek {kid}") for kid, v in ring.get("kek", {}).items()}
+    keks.update(dict(previous))
     if external:
         keks[external[0]] = external[1]
     elif ring.get("active_kek") not in keks:
@@ -397,7 +399,8 @@ def main(argv=None):
         external = None
         if keys.get("kek_command"):
             external = (keys["kek_id"], run_kek_command(keys["kek_command"], base))
-        keks, pkey, dkey = load_keyring(keyring, external)
+        previous = [(kid, run_kek_command(cmd, base)) for kid, cmd in keys.get("previous_kek_commands", {}).items()]
+        keks, pkey, dkey = load_keyring(keyring, external, previous)
         deks, bad = load_deks(keystore, keks)
     except (OSError, ConfigError, tomllib.TOMLDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
