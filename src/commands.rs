@@ -315,7 +315,13 @@ fn key_status(config: &Path, json: bool) -> CmdResult {
         .map(|id| KekStatus {
             kek_id: id.to_string(),
             active: ring.active().0 == id,
-            source: if ring.is_external(id) { "kek_command" } else { "keyring" },
+            source: if settings.previous_kek_commands.iter().any(|k| &k.kek_id == id) {
+                "previous_kek_commands"
+            } else if ring.is_external(id) {
+                "kek_command"
+            } else {
+                "keyring"
+            },
             data_keys: per.remove(id.as_str()).unwrap_or(0),
         })
         .collect();
@@ -336,11 +342,11 @@ fn key_status(config: &Path, json: bool) -> CmdResult {
     } else {
         let _ = writeln!(out, "keyring  {}", status.keyring);
         let _ = writeln!(out, "keystore {} ({} data key(s))", status.keystore, status.data_keys);
-        let _ = writeln!(out, "{:<20} {:<7} {:<12} data keys", "KEK", "active", "source");
+        let _ = writeln!(out, "{:<20} {:<7} {:<22} data keys", "KEK", "active", "source");
         for k in &status.keks {
             let _ = writeln!(
                 out,
-                "{:<20} {:<7} {:<12} {}",
+                "{:<20} {:<7} {:<22} {}",
                 k.kek_id,
                 if k.active { "yes" } else { "no" },
                 k.source,
@@ -348,7 +354,7 @@ fn key_status(config: &Path, json: bool) -> CmdResult {
             );
         }
         for m in &status.missing {
-            let _ = writeln!(out, "{:<20} {:<7} {:<12} {}", m.kek_id, "-", "MISSING", m.data_keys);
+            let _ = writeln!(out, "{:<20} {:<7} {:<22} {}", m.kek_id, "-", "MISSING", m.data_keys);
         }
         let _ = writeln!(
             out,

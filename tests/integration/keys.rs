@@ -380,6 +380,14 @@ fn rotation_from_one_kms_key_to_another() {
     assert!(records(&wd).iter().all(|r| r["kek_id"] == "kms-2"));
     let s = status(&wd);
     assert_eq!(wraps(&s, "kms-1"), Some(0));
+    let sources: Vec<(&str, &str)> = s["keks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["kek_id"].as_str().unwrap(), k["source"].as_str().unwrap()))
+        .filter(|(id, _)| id.starts_with("kms"))
+        .collect();
+    assert_eq!(sources, [("kms-1", "previous_kek_commands"), ("kms-2", "kek_command")]);
     assert_eq!(wraps(&s, "kms-2"), Some(2));
     // Retiring a KEK the file never held is refused with what to do instead.
     let run = wd.piigate(&["keys", "retire", "--config", "piigate.toml", "kms-1"]);
