@@ -365,8 +365,20 @@ pub fn rewrap(path: &Path, keyring: &Keyring) -> Result<RewrapSummary, KeystoreE
             return Ok(summary);
         }
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let prefix = format!(".{}.", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+        // Only a rewrap, holding this lock, writes such files: any left are
+        // from one that was killed before its rename, and hold nothing new.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(&prefix) && name.ends_with(".partial") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         let mut tmp = tempfile::Builder::new()
-            .prefix(".data-keys.")
+            .prefix(&prefix)
             .suffix(".partial")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .tempfile_in(dir)
