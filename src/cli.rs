@@ -168,10 +168,48 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Add a new KEK and make it active; old KEKs stay for decryption.
+    ///
+    /// With --config the keyring is the configured one and the rotation is
+    /// recorded in the access log.
     Rotate {
         /// The keyring file.
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        keyring: Option<PathBuf>,
+        /// Configuration file (TOML): its keyring, and its access log.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Re-wrap every stored data key under the active KEK (data files are untouched).
+    Rewrap {
+        /// Configuration file (TOML).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
+    /// Show each KEK, whether it is active, and how many stored data keys it wraps.
+    Status {
+        /// Configuration file (TOML).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Print the status as JSON on stdout.
         #[arg(long)]
-        keyring: PathBuf,
+        json: bool,
+    },
+    /// Remove an old KEK from the keyring, once no stored data key needs it.
+    Retire {
+        /// Configuration file (TOML).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// The id of the KEK to remove (see `piigate keys status`).
+        kek_id: String,
+    },
+    /// Add the AES-SIV key of `encrypt-deterministic` columns to a keyring made without one.
+    AddDeterministicKey {
+        /// The keyring file.
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        keyring: Option<PathBuf>,
+        /// Configuration file (TOML): its keyring, and its access log.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
     },
 }
 

@@ -36,7 +36,7 @@ pub fn run(cli: Cli) -> ExitStatus {
     let bars = ui::bars_enabled(&cli.global);
     let result = match cli.command {
         Command::Keygen { keyring } => keygen(&keyring),
-        Command::Keys { command: KeysCommand::Rotate { keyring } } => rotate(&keyring),
+        Command::Keys { command } => keys_cmd(command),
         Command::Process { config, output, jobs, files } => process_cmd(&config, output, jobs, &files, bars),
         Command::Run { config, watch, dry_run, wait, jobs } => run_cmd(&config, watch, dry_run, wait, jobs, bars),
         Command::Audit { config, json, sample, jobs, files } => audit_cmd(&config, json, sample, jobs, &files),
@@ -77,6 +77,39 @@ fn load_settings(config: &Path) -> Result<Settings, CommandError> {
 
 fn load_keyring(path: &Path) -> Result<Keyring, CommandError> {
     let ring = Keyring::load(path).map_err(usage)?;
+    warn_keyring(&ring);
+    Ok(ring)
+}
+
+/// The configured keyring, with the KEK from `[keys] kek_command` when set.
+fn load_keys(settings: &Settings) -> Result<Keyring, CommandError> {
+    let external = match &settings.kek_command {
+        None => None,
+        Some(kc) => {
+            let kek = crate::kek_command::fetch(&kc.command, &kc.dir).map_err(usage)?;
+            Some((kc.kek_id.clone(), kek))
+        }
+    };
+    let ring = Keyring::load_with(&settings.keyring, external).map_err(usage)?;
+    warn_keyring(&ring);
+    Ok(ring)
+}
+
+/// [`load_keys`] plus the earlier KEKs of `[keys.previous_kek_commands]`,
+/// for the commands that unwrap stored data keys.
+fn load_keys_to_unwrap(settings: &Settings) -> Result<Keyring, CommandError> {
+    let mut ring = load_keys(settings)?;
+    for kc in &settings.previous_kek_commands {
+        let kek = crate::kek_command::fetch(&kc.command, &kc.dir)
+            .with_context(|| format!("[keys.previous_kek_commands] {}", kc.kek_id))
+            .map_err(usage)?;
+        ring.add_external_kek(kc.kek_id.clone(), kek).map_err(usage)?;
+    }
+    Ok(ring)
+}
+
+fn warn_keyring(ring: &Keyring) {
+    let path = ring.path();
     if ring.is_demo() {
         warn!(
             "keyring {} is a DEMO keyring with published keys: never use it for real data (create one with `piigate keygen --keyring PATH`)",
@@ -86,7 +119,34 @@ fn load_keyring(path: &Path) -> Result<Keyring, CommandError> {
     if let Some(mode) = ring.loose_permissions() {
         warn!("keyring {} has mode {mode:o}: others can read it; run `chmod 600 {}`", path.display(), path.display());
     }
-    Ok(ring)
+}
+
+/// The AES-SIV cipher when the schema has `encrypt-deterministic` columns;
+/// a keyring without `deterministic_key` is then a key error that says how
+/// to add one.
+fn deterministic_cipher(
+    settings: &Settings,
+    ring: &Keyring,
+) -> Result<Option<crate::crypto::siv::DeterministicCipher>, CommandError> {
+    let cols: Vec<&str> = settings
+        .schema
+        .columns
+        .iter()
+        .filter(|c| c.action == Action::EncryptDeterministic)
+        .map(|c| c.name.as_str())
+        .collect();
+    if cols.is_empty() {
+        return Ok(None);
+    }
+    match ring.deterministic_key() {
+        Some(k) => Ok(Some(crate::crypto::siv::DeterministicCipher::new(k))),
+        None => Err(usage(anyhow!(
+            "keyring {} has no deterministic_key, which the encrypt-deterministic column(s) {} need; add one with `piigate keys add-deterministic-key --config {}` (a keyring made by an older piigate lacks it)",
+            ring.path().display(),
+            cols.join(", "),
+            settings.config_path.display()
+        ))),
+    }
 }
 
 fn keygen(path: &Path) -> CmdResult {
@@ -99,11 +159,275 @@ fn keygen(path: &Path) -> CmdResult {
     Ok(ExitStatus::Ok)
 }
 
-fn rotate(path: &Path) -> CmdResult {
-    let mut ring = load_keyring(path)?;
+fn keys_cmd(command: KeysCommand) -> CmdResult {
+    match command {
+        KeysCommand::Rotate { keyring, config } => rotate(keyring.as_deref(), config.as_deref()),
+        KeysCommand::Rewrap { config } => rewrap(&config),
+        KeysCommand::Status { config, json } => key_status(&config, json),
+        KeysCommand::Retire { config, kek_id } => retire(&config, &kek_id),
+        KeysCommand::AddDeterministicKey { keyring, config } => {
+            add_deterministic_key(keyring.as_deref(), config.as_deref())
+        }
+    }
+}
+
+/// Appends a key-management entry to the access log. The operation has
+/// already happened, so a failure here says so and how to record it.
+fn log_key_event(
+    settings: &Settings,
+    action: &str,
+    file: &Path,
+    values: u64,
+    reason: &str,
+) -> Result<(), CommandError> {
+    accesslog::append(
+        &settings.state_dir,
+        accesslog::Access { action, file: Some(file.display().to_string()), columns: Vec::new(), values, reason },
+    )
+    .map(|_| ())
+    .map_err(|e| {
+        failed(anyhow!(
+            "{action} completed, but the access log could not record it: {e}; fix the state dir and note the change by hand"
+        ))
+    })
+}
+
+/// Whether a `piigate run` holds the run lock in `state_dir` right now.
+fn run_in_progress(state_dir: &Path) -> bool {
+    use fs4::fs_std::FileExt;
+    let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(state_dir.join("piigate.lock")) else {
+        return false;
+    };
+    match f.try_lock_exclusive() {
+        Ok(true) => {
+            let _ = FileExt::unlock(&f);
+            false
+        }
+        _ => true,
+    }
+}
+
+fn rotate(keyring: Option<&Path>, config: Option<&Path>) -> CmdResult {
+    let settings = config.map(load_settings).transpose()?;
+    let path = match (keyring, &settings) {
+        (Some(p), _) => p.to_owned(),
+        (None, Some(s)) => s.keyring.clone(),
+        (None, None) => return Err(usage(anyhow!("pass --keyring PATH or --config CFG"))),
+    };
+    if let Some(kc) = settings.as_ref().and_then(|s| s.kek_command.as_ref()) {
+        return Err(usage(anyhow!(
+            "the active KEK comes from [keys] kek_command (KEK {}): make a new key in the KMS, point kek_command and a new kek_id at it, and list the old one under [keys.previous_kek_commands] until `keys rewrap` has moved every data key",
+            kc.kek_id
+        )));
+    }
+    let mut ring = load_keyring(&path)?;
     let id = ring.rotate();
     ring.save().map_err(usage)?;
-    info!("keyring {}: new active KEK {id}; earlier KEKs are kept for decryption", path.display());
+    let cfg = config.map_or_else(|| "CFG".to_owned(), |c| c.display().to_string());
+    info!(
+        "keyring {}: new active KEK {id}; earlier KEKs are kept for decryption. Next: `piigate keys rewrap --config {cfg}` re-wraps the stored data keys under it",
+        path.display()
+    );
+    if let Some(s) = &settings {
+        log_key_event(s, "keys-rotate", &path, 0, &format!("new active KEK {id}"))?;
+        if run_in_progress(&s.state_dir) {
+            warn!("a `piigate run` is in progress and keeps the keyring it loaded: restart it so that new data keys are wrapped under {id}");
+        }
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn rewrap(config: &Path) -> CmdResult {
+    let settings = load_settings(config)?;
+    let ring = load_keys_to_unwrap(&settings)?;
+    let active = ring.active().0.clone();
+    let summary = keystore::rewrap(&settings.keystore, &ring).map_err(usage)?;
+    let from = summary.from.iter().map(|(k, n)| format!("{n} from {k}")).collect::<Vec<_>>().join(", ");
+    info!(
+        records = summary.records,
+        rewrapped = summary.rewrapped,
+        unchanged = summary.unchanged,
+        kek = %active,
+        "keystore {}: {} data key record(s) re-wrapped under KEK {active}{}, {} already under it",
+        settings.keystore.display(),
+        summary.rewrapped,
+        if from.is_empty() { String::new() } else { format!(" ({from})") },
+        summary.unchanged
+    );
+    log_key_event(
+        &settings,
+        "keys-rewrap",
+        &settings.keystore,
+        summary.rewrapped as u64,
+        &format!("re-wrapped {} of {} data keys under KEK {active}", summary.rewrapped, summary.records),
+    )?;
+    if run_in_progress(&settings.state_dir) {
+        warn!("a `piigate run` is in progress: if it loaded the keyring before the rotation it still wraps new data keys under the old KEK; restart it and run `piigate keys rewrap` again");
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// Stored data keys per KEK id (a dek_id counts once per KEK that wraps a
+/// record of it).
+fn data_keys_per_kek(records: &[keystore::DekRecord]) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::HashSet::new();
+    let mut per = std::collections::BTreeMap::new();
+    for r in records {
+        if seen.insert((r.kek_id.as_str(), r.dek_id.as_str())) {
+            *per.entry(r.kek_id.clone()).or_insert(0usize) += 1;
+        }
+    }
+    per
+}
+
+#[derive(serde::Serialize)]
+struct KekStatus {
+    kek_id: String,
+    active: bool,
+    source: &'static str,
+    data_keys: usize,
+}
+
+#[derive(serde::Serialize)]
+struct MissingKek {
+    kek_id: String,
+    data_keys: usize,
+}
+
+#[derive(serde::Serialize)]
+struct KeyStatus {
+    keyring: String,
+    keystore: String,
+    data_keys: usize,
+    keks: Vec<KekStatus>,
+    missing: Vec<MissingKek>,
+    deterministic_key: bool,
+}
+
+fn key_status(config: &Path, json: bool) -> CmdResult {
+    let settings = load_settings(config)?;
+    let ring = load_keys_to_unwrap(&settings)?;
+    let records = keystore::records(&settings.keystore).map_err(usage)?;
+    let mut per = data_keys_per_kek(&records);
+    let distinct: std::collections::HashSet<&str> = records.iter().map(|r| r.dek_id.as_str()).collect();
+    let keks: Vec<KekStatus> = ring
+        .kek_ids()
+        .map(|id| KekStatus {
+            kek_id: id.to_string(),
+            active: ring.active().0 == id,
+            source: if settings.previous_kek_commands.iter().any(|k| &k.kek_id == id) {
+                "previous_kek_commands"
+            } else if ring.is_external(id) {
+                "kek_command"
+            } else {
+                "keyring"
+            },
+            data_keys: per.remove(id.as_str()).unwrap_or(0),
+        })
+        .collect();
+    let missing: Vec<MissingKek> =
+        per.into_iter().map(|(kek_id, data_keys)| MissingKek { kek_id, data_keys }).collect();
+    let status = KeyStatus {
+        keyring: settings.keyring.display().to_string(),
+        keystore: settings.keystore.display().to_string(),
+        data_keys: distinct.len(),
+        keks,
+        missing,
+        deterministic_key: ring.deterministic_key().is_some(),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &status).map_err(|e| failed(anyhow!(e)))?;
+        let _ = writeln!(out);
+    } else {
+        let _ = writeln!(out, "keyring  {}", status.keyring);
+        let _ = writeln!(out, "keystore {} ({} data key(s))", status.keystore, status.data_keys);
+        let _ = writeln!(out, "{:<20} {:<7} {:<22} data keys", "KEK", "active", "source");
+        for k in &status.keks {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<7} {:<22} {}",
+                k.kek_id,
+                if k.active { "yes" } else { "no" },
+                k.source,
+                k.data_keys
+            );
+        }
+        for m in &status.missing {
+            let _ = writeln!(out, "{:<20} {:<7} {:<22} {}", m.kek_id, "-", "MISSING", m.data_keys);
+        }
+        let _ = writeln!(
+            out,
+            "deterministic key: {}",
+            if status.deterministic_key { "present" } else { "absent (`piigate keys add-deterministic-key`)" }
+        );
+    }
+    for m in &status.missing {
+        warn!(
+            "{} data key(s) are wrapped by KEK {}, which the keyring does not hold: their files cannot be decrypted until that KEK is restored",
+            m.data_keys, m.kek_id
+        );
+    }
+    let old = status.keks.iter().filter(|k| !k.active && k.data_keys > 0).count();
+    if old > 0 {
+        info!(
+            "{old} non-active KEK(s) still wrap data keys: `piigate keys rewrap --config {}` moves them to the active KEK",
+            config.display()
+        );
+    }
+    log_key_event(&settings, "keys-status", &settings.keystore, status.data_keys as u64, "key status shown")?;
+    Ok(ExitStatus::Ok)
+}
+
+fn retire(config: &Path, kek_id: &str) -> CmdResult {
+    let settings = load_settings(config)?;
+    let id: crate::crypto::keys::KekId = kek_id.parse().map_err(|e| usage(anyhow!("KEK id {kek_id:?}: {e}")))?;
+    let mut ring = load_keys_to_unwrap(&settings)?;
+    // The keystore lock keeps runs from appending while the check and the
+    // keyring change happen; the retired mark then keeps a process that
+    // loaded the keyring earlier from wrapping under this KEK afterwards.
+    let _lock = keystore::lock(&settings.keystore).map_err(usage)?;
+    let records = keystore::records(&settings.keystore).map_err(usage)?;
+    let needing = data_keys_per_kek(&records).get(id.as_str()).copied().unwrap_or(0);
+    ring.retire(&id).map_err(usage)?;
+    if needing > 0 {
+        return Err(usage(anyhow!(
+            "KEK {id} still wraps {needing} stored data key(s); run `piigate keys rewrap --config {}` first, then retire it",
+            config.display()
+        )));
+    }
+    keystore::mark_retired(&settings.keystore, id.as_str()).map_err(usage)?;
+    ring.save().map_err(usage)?;
+    info!("keyring {}: KEK {id} removed; no stored data key needed it", settings.keyring.display());
+    if run_in_progress(&settings.state_dir) {
+        warn!("a `piigate run` is in progress: if it loaded the keyring before KEK {id} was rotated out, its files fail (and stay in the inbox) until it is restarted");
+    }
+    log_key_event(&settings, "keys-retire", &settings.keyring, 0, &format!("retired KEK {id}"))?;
+    Ok(ExitStatus::Ok)
+}
+
+fn add_deterministic_key(keyring: Option<&Path>, config: Option<&Path>) -> CmdResult {
+    let settings = config.map(load_settings).transpose()?;
+    let path = match (keyring, &settings) {
+        (Some(p), _) => p.to_owned(),
+        (None, Some(s)) => s.keyring.clone(),
+        (None, None) => return Err(usage(anyhow!("pass --keyring PATH or --config CFG"))),
+    };
+    let mut ring = match &settings {
+        Some(s) => load_keys(s)?,
+        None => load_keyring(&path)?,
+    };
+    if !ring.add_deterministic_key() {
+        return Err(usage(anyhow!(
+            "keyring {} already has a deterministic_key; it is never replaced, since that would change every deterministic token",
+            path.display()
+        )));
+    }
+    ring.save().map_err(usage)?;
+    info!("keyring {}: deterministic_key added (AES-SIV, 64 bytes)", path.display());
+    if let Some(s) = &settings {
+        log_key_event(s, "keys-add-deterministic-key", &path, 0, "deterministic key added")?;
+    }
     Ok(ExitStatus::Ok)
 }
 
@@ -179,7 +503,7 @@ fn process_cmd(
     bars: bool,
 ) -> CmdResult {
     let settings = load_settings(config)?;
-    let keyring = load_keyring(&settings.keyring)?;
+    let keyring = load_keys(&settings)?;
     let recipient = load_recipient(&settings)?;
     let sink: Box<dyn Sink> = match (output, settings.sink.as_ref().map(|s| &s.location)) {
         (Some(dir), _) => Box::new(LocalSink::new(dir)),
@@ -198,6 +522,7 @@ fn process_cmd(
     let ctx = Context {
         settings: &settings,
         pseudonymizer: Pseudonymizer::new(keyring.pseudonym_key()),
+        deterministic: deterministic_cipher(&settings, &keyring)?,
         keys: &keys,
         pool: &pool,
         reporter,
@@ -293,7 +618,7 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
         return Err(usage(anyhow!("--reason must say why the values are needed; it is recorded in the access log")));
     }
     let settings = load_settings(config)?;
-    let keyring = load_keyring(&settings.keyring)?;
+    let keyring = load_keys_to_unwrap(&settings)?;
     let records = keystore::load(&settings.keystore).map_err(usage)?;
     let mut cache = KeyCache { ring: &keyring, records, keys: HashMap::new() };
 
@@ -304,8 +629,20 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
         return Err(failed(anyhow!("{}: empty file", file.display())));
     }
     let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
-    let encrypted: Vec<&str> =
-        settings.schema.columns.iter().filter(|c| c.action == Action::Encrypt).map(|c| c.name.as_str()).collect();
+    let encrypted: Vec<&str> = settings
+        .schema
+        .columns
+        .iter()
+        .filter(|c| matches!(c.action, Action::Encrypt | Action::EncryptDeterministic))
+        .map(|c| c.name.as_str())
+        .collect();
+    let deterministic_names: Vec<&str> = settings
+        .schema
+        .columns
+        .iter()
+        .filter(|c| c.action == Action::EncryptDeterministic)
+        .map(|c| c.name.as_str())
+        .collect();
     let wanted: Vec<String> = match columns {
         Some(cols) => {
             for c in &cols {
@@ -322,6 +659,14 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
     };
     let targets: Vec<(usize, String)> =
         names.iter().enumerate().filter(|(_, n)| wanted.contains(n)).map(|(i, n)| (i, n.clone())).collect();
+    // A deterministic column needs the key up front; any column may hold
+    // either kind of token (a schema may have changed), so cells are told
+    // apart by their version prefix.
+    let deterministic = if targets.iter().any(|(_, n)| deterministic_names.contains(&n.as_str())) {
+        deterministic_cipher(&settings, &keyring)?
+    } else {
+        keyring.deterministic_key().map(crate::crypto::siv::DeterministicCipher::new)
+    };
     if targets.is_empty() {
         return Err(failed(anyhow!(
             "{}: none of the columns {} is in the header; is this a piigate output of this schema?",
@@ -352,6 +697,15 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
             match targets.iter().find(|(t, _)| *t == i) {
                 Some((_, col)) if !field.is_empty() => {
                     let plain = (|| -> anyhow::Result<Vec<u8>> {
+                        if field.starts_with(b"pd") {
+                            let det = deterministic.as_ref().ok_or_else(|| {
+                                anyhow!(
+                                    "a deterministic (pd) token, but keyring {} has no deterministic_key; use the keyring the file was made with",
+                                    keyring.path().display()
+                                )
+                            })?;
+                            return Ok(det.decrypt_token(col.as_bytes(), field)?);
+                        }
                         let (id, payload) = aead::parse_token(field)?;
                         Ok(cache.get(&id)?.decrypt_payload(col.as_bytes(), &payload)?)
                     })()
@@ -389,7 +743,7 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
 
 fn pseudonym(config: &Path, column: Option<&str>, reason: &str, value: &str) -> CmdResult {
     let settings = load_settings(config)?;
-    let keyring = load_keyring(&settings.keyring)?;
+    let keyring = load_keys(&settings)?;
     let spec = match column {
         Some(c) => settings
             .schema
@@ -496,12 +850,14 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
     }
 
     if dry_run {
-        let keyring = load_keyring(&settings.keyring)?;
+        let keyring = load_keys(&settings)?;
+        let deterministic = deterministic_cipher(&settings, &keyring)?;
         let (pool, _) = build_pool(Some(1))?;
         let keys = KeystoreKeys::new(&keyring, settings.keystore.clone());
         let ctx = Context {
             settings: &settings,
             pseudonymizer: Pseudonymizer::new(keyring.pseudonym_key()),
+            deterministic: deterministic.clone(),
             keys: &keys,
             pool: &pool,
             reporter: &Silent,
@@ -572,7 +928,8 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
         let _ = writeln!(l, "pid {} since {}", std::process::id(), report::now_rfc3339());
     }
 
-    let keyring = load_keyring(&settings.keyring)?;
+    let keyring = load_keys(&settings)?;
+    let deterministic = deterministic_cipher(&settings, &keyring)?;
     let recipient = load_recipient(&settings)?;
     let (pool, threads) = build_pool(jobs)?;
     let keys = KeystoreKeys::new(&keyring, settings.keystore.clone());
@@ -593,6 +950,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
         let ctx = Context {
             settings: &settings,
             pseudonymizer: Pseudonymizer::new(keyring.pseudonym_key()),
+            deterministic: deterministic.clone(),
             keys: &keys,
             pool: &pool,
             reporter,
@@ -735,6 +1093,8 @@ fn audit_cmd(config: &Path, json: bool, sample: Option<u64>, jobs: Option<usize>
     let cancel = cancel_flag();
     // The audit publishes nothing: it needs no key material at all.
     let pseudonymizer = Pseudonymizer::new(&crate::crypto::keys::PseudonymKey::generate());
+    let deterministic =
+        crate::crypto::siv::DeterministicCipher::new(&crate::crypto::keys::DeterministicKey::generate());
     let mut results = Vec::new();
     for path in files {
         let display = path.display().to_string();
@@ -762,6 +1122,7 @@ fn audit_cmd(config: &Path, json: bool, sample: Option<u64>, jobs: Option<usize>
             schema: &settings.schema,
             delimiter: settings.delimiter,
             pseudonymizer: &pseudonymizer,
+            deterministic: Some(&deterministic),
             keys: &EphemeralKeys,
             pool: &pool,
             progress: &(),

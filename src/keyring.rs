@@ -1,24 +1,32 @@
-//! The keyring file: KEKs by id, the active KEK, and the pseudonym key.
+//! The keyring file: KEKs by id, the active KEK, the pseudonym key and the
+//! deterministic-encryption key.
 //!
 //! ```toml
 //! format = "piigate-keyring-v1"
 //! active_kek = "k1a2b3c4d"
 //! pseudonym_key = "<standard base64 of 32 random bytes>"
+//! deterministic_key = "<standard base64 of 64 random bytes>"   # optional
 //! [kek]
 //! k1a2b3c4d = "<standard base64 of 32 random bytes>"
 //! ```
 //!
-//! Created with mode 0600 and never logged. A keyring whose file name or
-//! content says `DEMO` is a demonstration key: piigate warns whenever it
-//! loads one.
+//! Created with mode 0600, replaced atomically, and never logged. A keyring
+//! whose file name or content says `DEMO` is a demonstration key: piigate
+//! warns whenever it loads one.
+//!
+//! The active KEK may instead come from outside the file (`[keys]
+//! kek_command`, see [`crate::kek_command`]): it is then added under its
+//! configured id, made active, and never written back to the file, whose
+//! `active_kek` and `[kek]` table may be empty.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use zeroize::Zeroize;
 
-use crate::crypto::keys::{Kek, KekId, PseudonymKey};
+use crate::crypto::keys::{DeterministicKey, Kek, KekId, PseudonymKey};
 
 /// The `format` value of a version-1 keyring.
 pub const KEYRING_FORMAT: &str = "piigate-keyring-v1";
@@ -59,8 +67,10 @@ pub enum KeyringError {
 #[serde(deny_unknown_fields)]
 struct RawKeyring {
     format: String,
-    active_kek: String,
+    active_kek: Option<String>,
     pseudonym_key: String,
+    deterministic_key: Option<String>,
+    #[serde(default)]
     kek: BTreeMap<String, String>,
 }
 
@@ -68,23 +78,54 @@ struct RawKeyring {
 pub struct Keyring {
     path: PathBuf,
     active: KekId,
+    /// `active_kek` as the file has it (absent when the KEK is external).
+    file_active: Option<KekId>,
     keks: BTreeMap<KekId, Kek>,
+    /// KEKs that came from `kek_command` or `previous_kek_commands`: never
+    /// written to the file.
+    external: Vec<KekId>,
     pseudonym_key: PseudonymKey,
+    deterministic_key: Option<DeterministicKey>,
     demo: bool,
     loose_permissions: Option<u32>,
 }
 
+/// Errors of [`Keyring::retire`]. Never contain key bytes.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RetireError {
+    /// No KEK has this id.
+    #[error("keyring {path} has no KEK {id} (it holds {held}); check the id with `piigate keys status`")]
+    Unknown {
+        /// Keyring path.
+        path: String,
+        /// The id asked for.
+        id: String,
+        /// The ids it holds.
+        held: String,
+    },
+    /// The active KEK wraps new data keys and cannot go.
+    #[error("KEK {0} is the active KEK: new data keys are wrapped under it. Run `piigate keys rotate` and `piigate keys rewrap` first, then retire it")]
+    Active(String),
+    /// The KEK comes from `kek_command`, not from the file.
+    #[error("KEK {0} comes from [keys] kek_command or previous_kek_commands, not from the keyring file; once `keys status` shows it wraps no data key, remove it from the config")]
+    External(String),
+}
+
 impl Keyring {
-    /// A new keyring with one fresh KEK and a fresh pseudonym key.
+    /// A new keyring with one fresh KEK, a fresh pseudonym key and a fresh
+    /// deterministic-encryption key.
     pub fn generate(path: &Path) -> Self {
         let id = KekId::generate();
         let mut keks = BTreeMap::new();
         keks.insert(id.clone(), Kek::generate());
         Self {
             path: path.to_owned(),
-            active: id,
+            active: id.clone(),
+            file_active: Some(id),
             keks,
+            external: Vec::new(),
             pseudonym_key: PseudonymKey::generate(),
+            deterministic_key: Some(DeterministicKey::generate()),
             demo: false,
             loose_permissions: None,
         }
@@ -95,9 +136,20 @@ impl Keyring {
     /// # Errors
     /// [`KeyringError::Read`] or [`KeyringError::Invalid`].
     pub fn load(path: &Path) -> Result<Self, KeyringError> {
+        Self::load_with(path, None)
+    }
+
+    /// Reads and checks the keyring at `path`, adding `external` (a KEK
+    /// from `kek_command` and its id) as the active KEK. The file then
+    /// needs no `active_kek`; if it holds a KEK under the same id, the two
+    /// must be equal.
+    ///
+    /// # Errors
+    /// [`KeyringError::Read`] or [`KeyringError::Invalid`].
+    pub fn load_with(path: &Path, external: Option<(KekId, Kek)>) -> Result<Self, KeyringError> {
         let mut text =
             std::fs::read_to_string(path).map_err(|source| KeyringError::Read { path: path.to_owned(), source })?;
-        let result = Self::parse(path, &text);
+        let result = Self::parse(path, &text, external);
         zeroize::Zeroize::zeroize(&mut text);
         let mut ring = result?;
         #[cfg(unix)]
@@ -113,11 +165,11 @@ impl Keyring {
         Ok(ring)
     }
 
-    fn parse(path: &Path, text: &str) -> Result<Self, KeyringError> {
+    fn parse(path: &Path, text: &str, external: Option<(KekId, Kek)>) -> Result<Self, KeyringError> {
         let invalid = |message: String| KeyringError::Invalid { path: path.to_owned(), message };
         // The toml error text may quote the offending line, which could hold
         // key material: report only its position.
-        let raw: RawKeyring = toml::from_str(text).map_err(|e| {
+        let mut raw: RawKeyring = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| {
                 let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
                 format!(" at line {line}")
@@ -133,34 +185,84 @@ impl Keyring {
             let kek = Kek::from_base64(b64).map_err(|e| invalid(format!("KEK {id}: {e}")))?;
             keks.insert(kid, kek);
         }
-        let active: KekId = raw.active_kek.parse().map_err(|e| invalid(format!("active_kek: {e}")))?;
-        if !keks.contains_key(&active) {
-            return Err(invalid(format!("active_kek {active} has no entry under [kek]")));
-        }
+        let file_active: Option<KekId> = match raw.active_kek.as_deref() {
+            None => None,
+            Some(a) => {
+                let a: KekId = a.parse().map_err(|e| invalid(format!("active_kek: {e}")))?;
+                if !keks.contains_key(&a) {
+                    return Err(invalid(format!("active_kek {a} has no entry under [kek]")));
+                }
+                Some(a)
+            }
+        };
+        let (active, external) = match (external, &file_active) {
+            (Some((id, kek)), _) => {
+                if let Some(mine) = keks.get(&id) {
+                    if *mine != kek {
+                        return Err(invalid(format!(
+                            "[kek] holds a KEK {id} that differs from the one kek_command returns under the same kek_id; give one of them another id"
+                        )));
+                    }
+                }
+                keks.insert(id.clone(), kek);
+                (id.clone(), vec![id])
+            }
+            (None, Some(a)) => (a.clone(), Vec::new()),
+            (None, None) => {
+                return Err(invalid(
+                    "no active_kek: set active_kek to an entry of [kek], or configure [keys] kek_command and kek_id"
+                        .into(),
+                ))
+            }
+        };
         let pseudonym_key =
             PseudonymKey::from_base64(&raw.pseudonym_key).map_err(|e| invalid(format!("pseudonym_key: {e}")))?;
+        let deterministic_key = match raw.deterministic_key.as_deref() {
+            None => None,
+            Some(k) => Some(DeterministicKey::from_base64(k).map_err(|e| invalid(format!("deterministic_key: {e}")))?),
+        };
+        // The parsed copies of the key material are no longer needed.
+        raw.pseudonym_key.zeroize();
+        if let Some(d) = raw.deterministic_key.as_mut() {
+            d.zeroize();
+        }
+        for v in raw.kek.values_mut() {
+            v.zeroize();
+        }
         let name_demo = path.file_name().is_some_and(|n| n.to_string_lossy().contains("DEMO"));
         Ok(Self {
             path: path.to_owned(),
             active,
+            file_active,
             keks,
+            external,
             pseudonym_key,
+            deterministic_key,
             demo: name_demo || text.contains("DEMO"),
             loose_permissions: None,
         })
     }
 
-    /// Renders the keyring as TOML (key material included).
+    /// Renders the keyring as TOML (key material included, the external
+    /// KEK left out).
     fn to_toml(&self) -> String {
         let mut s = String::new();
         if self.demo {
             s.push_str("# DEMO KEYRING: public demonstration keys. Never use it for real data.\n");
         }
         s.push_str(&format!("format = \"{KEYRING_FORMAT}\"\n"));
-        s.push_str(&format!("active_kek = \"{}\"\n", self.active));
-        s.push_str(&format!("pseudonym_key = \"{}\"\n\n[kek]\n", self.pseudonym_key.to_base64()));
+        if let Some(a) = &self.file_active {
+            s.push_str(&format!("active_kek = \"{a}\"\n"));
+        }
+        s.push_str(&format!("pseudonym_key = \"{}\"\n", self.pseudonym_key.to_base64()));
+        if let Some(d) = &self.deterministic_key {
+            s.push_str(&format!("deterministic_key = \"{}\"\n", d.to_base64()));
+        }
+        s.push_str("\n[kek]\n");
         for (id, k) in &self.keks {
-            s.push_str(&format!("{id} = \"{}\"\n", k.to_base64()));
+            if !self.external.contains(id) {
+                s.push_str(&format!("{id} = \"{}\"\n", k.to_base64()));
+            }
         }
         s
     }
@@ -191,7 +293,9 @@ impl Keyring {
         r.map_err(|source| KeyringError::Write { path: path.clone(), source })
     }
 
-    /// Replaces the keyring file atomically (temp file 0600, fsync, rename).
+    /// Replaces the keyring file atomically (temp file 0600 in the same
+    /// folder, fsync, rename, fsync of the folder). A KEK from
+    /// `kek_command` is never written.
     ///
     /// # Errors
     /// [`KeyringError::Write`].
@@ -210,6 +314,7 @@ impl Keyring {
         zeroize::Zeroize::zeroize(&mut text);
         r.map_err(werr)?;
         tmp.persist(path).map_err(|e| werr(e.error))?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
         Ok(())
     }
 
@@ -223,7 +328,77 @@ impl Keyring {
         };
         self.keks.insert(id.clone(), Kek::generate());
         self.active = id.clone();
+        self.file_active = Some(id.clone());
         id
+    }
+
+    /// Removes KEK `id` (in memory; [`Keyring::save`] writes the file). The
+    /// caller checks first that no stored data key is wrapped under it.
+    ///
+    /// # Errors
+    /// [`RetireError`] for an unknown, the active, or an external KEK.
+    pub fn retire(&mut self, id: &KekId) -> Result<(), RetireError> {
+        if !self.keks.contains_key(id) {
+            let held = self.keks.keys().map(KekId::to_string).collect::<Vec<_>>().join(", ");
+            return Err(RetireError::Unknown { path: self.path.display().to_string(), id: id.to_string(), held });
+        }
+        if self.external.contains(id) {
+            return Err(RetireError::External(id.to_string()));
+        }
+        if &self.active == id {
+            return Err(RetireError::Active(id.to_string()));
+        }
+        self.keks.remove(id);
+        if self.file_active.as_ref() == Some(id) {
+            self.file_active = None;
+        }
+        Ok(())
+    }
+
+    /// Adds a fresh deterministic-encryption key (64 bytes, AES-SIV).
+    /// Returns `false`, changing nothing, when the keyring already has one:
+    /// it is never replaced, since that would change every deterministic
+    /// token.
+    pub fn add_deterministic_key(&mut self) -> bool {
+        if self.deterministic_key.is_some() {
+            return false;
+        }
+        self.deterministic_key = Some(DeterministicKey::generate());
+        true
+    }
+
+    /// Adds an earlier KEK from outside the file (`previous_kek_commands`):
+    /// it unwraps data keys but wraps none and is never written to the
+    /// file.
+    ///
+    /// # Errors
+    /// [`KeyringError::Invalid`] when the file holds a different KEK under
+    /// the same id.
+    pub fn add_external_kek(&mut self, id: KekId, kek: Kek) -> Result<(), KeyringError> {
+        if let Some(mine) = self.keks.get(&id) {
+            if *mine != kek {
+                return Err(KeyringError::Invalid {
+                    path: self.path.clone(),
+                    message: format!(
+                        "[kek] holds a KEK {id} that differs from the one previous_kek_commands returns under the same id; give one of them another id"
+                    ),
+                });
+            }
+        }
+        self.keks.insert(id.clone(), kek);
+        if !self.external.contains(&id) {
+            self.external.push(id);
+        }
+        Ok(())
+    }
+
+    /// Whether KEK `id` came from a command rather than the keyring file.
+    pub fn is_external(&self, id: &KekId) -> bool {
+        self.external.contains(id)
+    }
+    /// The deterministic-encryption key, if the keyring has one.
+    pub fn deterministic_key(&self) -> Option<&DeterministicKey> {
+        self.deterministic_key.as_ref()
     }
 
     /// The keyring's path.
@@ -285,6 +460,46 @@ mod tests {
         let again = Keyring::load(&p).unwrap();
         assert_eq!(again.active().0, &new);
         assert!(again.kek(&old).is_some());
+    }
+
+    #[test]
+    fn retire_refuses_active_and_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ring.toml");
+        let mut ring = Keyring::generate(&p);
+        let old = ring.active().0.clone();
+        assert!(matches!(ring.retire(&old), Err(RetireError::Active(_))));
+        ring.rotate();
+        assert!(matches!(ring.retire(&"nope".parse().unwrap()), Err(RetireError::Unknown { .. })));
+        ring.retire(&old).unwrap();
+        ring.create_new().unwrap();
+        let again = Keyring::load(&p).unwrap();
+        assert!(again.kek(&old).is_none());
+        assert!(again.deterministic_key().is_some());
+    }
+
+    #[test]
+    fn external_kek_is_active_and_never_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ring.toml");
+        std::fs::write(
+            &p,
+            format!("format = \"piigate-keyring-v1\"\npseudonym_key = \"{}\"\n", PseudonymKey::generate().to_base64()),
+        )
+        .unwrap();
+        assert!(Keyring::load(&p).is_err(), "no active KEK at all");
+        let kms = Kek::generate();
+        let id: KekId = "kms-1".parse().unwrap();
+        let mut ring = Keyring::load_with(&p, Some((id.clone(), kms.clone()))).unwrap();
+        assert_eq!(ring.active().0, &id);
+        assert!(ring.active().1 == &kms);
+        assert!(matches!(ring.retire(&id), Err(RetireError::External(_))));
+        assert!(ring.add_deterministic_key());
+        assert!(!ring.add_deterministic_key(), "never replaced");
+        ring.save().unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(!text.contains(&kms.to_base64()) && !text.contains("kms-1"), "{text}");
+        assert!(text.contains("deterministic_key"));
     }
 
     #[test]

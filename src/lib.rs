@@ -14,6 +14,7 @@ pub mod commands;
 pub mod crypto;
 pub mod error;
 pub mod job;
+pub mod kek_command;
 pub mod keyring;
 pub mod keystore;
 pub mod ledger;

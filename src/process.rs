@@ -48,6 +48,8 @@ pub struct Context<'a> {
     pub settings: &'a Settings,
     /// Pseudonym function.
     pub pseudonymizer: Pseudonymizer,
+    /// Cipher of `encrypt-deterministic` columns, when the schema has any.
+    pub deterministic: Option<crate::crypto::siv::DeterministicCipher>,
     /// Data-key source.
     pub keys: &'a dyn DataKeySource,
     /// Transform pool.
@@ -131,6 +133,7 @@ fn run<'scope, 'env>(
         schema: &s.schema,
         delimiter: s.delimiter,
         pseudonymizer: &ctx.pseudonymizer,
+        deterministic: ctx.deterministic.as_ref(),
         keys: ctx.keys,
         pool: ctx.pool,
         progress,

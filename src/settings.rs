@@ -96,6 +96,9 @@ pub struct AuditSettings {
 struct RawKeys {
     keyring: Option<String>,
     keystore: Option<String>,
+    kek_command: Option<String>,
+    kek_id: Option<String>,
+    previous_kek_commands: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -217,8 +220,11 @@ pub enum UnknownColumns {
 pub enum Action {
     /// Copied (after normalization).
     Keep,
-    /// Replaced by a `pg1:` AES-256-GCM token.
+    /// Replaced by a `pg1:` AES-256-GCM token (randomized).
     Encrypt,
+    /// Replaced by a `pd1:` AES-SIV token: equal values give equal tokens.
+    #[serde(rename = "encrypt-deterministic")]
+    EncryptDeterministic,
     /// Replaced by the HMAC-SHA256 pseudonym.
     Pseudonymize,
     /// Partly hidden, type-aware (email, phone, date, other).
@@ -233,6 +239,7 @@ impl Action {
         match self {
             Action::Keep => "keep",
             Action::Encrypt => "encrypt",
+            Action::EncryptDeterministic => "encrypt-deterministic",
             Action::Pseudonymize => "pseudonymize",
             Action::Mask => "mask",
             Action::Drop => "drop",
@@ -382,6 +389,18 @@ pub struct Schema {
     pub columns: Vec<ColumnSpec>,
 }
 
+/// `[keys] kek_command` and `kek_id`: the active KEK comes from a command
+/// (a KMS or Vault CLI) instead of the keyring file.
+#[derive(Clone, Debug)]
+pub struct KekCommand {
+    /// Command line, run with `sh -c` in the config file's folder.
+    pub command: String,
+    /// The id data keys wrapped under this KEK record in the keystore.
+    pub kek_id: crate::crypto::keys::KekId,
+    /// Working directory of the command (the config file's folder).
+    pub dir: PathBuf,
+}
+
 /// The checked configuration.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -393,6 +412,11 @@ pub struct Settings {
     pub keyring_from_env: bool,
     /// Keystore (JSON lines of wrapped data keys).
     pub keystore: PathBuf,
+    /// The active KEK's command, when it does not live in the keyring file.
+    pub kek_command: Option<KekCommand>,
+    /// Earlier KEKs kept in a KMS (`[keys.previous_kek_commands]`, id =
+    /// command): run only by commands that unwrap data keys.
+    pub previous_kek_commands: Vec<KekCommand>,
     /// `[source]`, if configured.
     pub source: Option<SourceSettings>,
     /// `[sink]`, if configured.
@@ -454,6 +478,40 @@ impl Settings {
                 ))
             }
         };
+        let kek_command = match (raw.keys.kek_command, raw.keys.kek_id) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "keys.kek_id",
+                    "kek_command needs kek_id, the id its KEK is recorded under in the keystore (1-64 characters of A-Z, a-z, 0-9, '_' or '-', e.g. \"kms-2026\")".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "keys.kek_command",
+                    "kek_id is set but kek_command is not: add the command that prints the KEK, or remove kek_id".into(),
+                ))
+            }
+            (Some(command), Some(id)) => {
+                if command.trim().is_empty() {
+                    return Err(invalid("keys.kek_command", "is empty: give the command that prints the KEK".into()));
+                }
+                let kek_id = id.parse().map_err(|e| invalid("keys.kek_id", format!("{e}")))?;
+                Some(KekCommand { command, kek_id, dir: base.clone() })
+            }
+        };
+        let mut previous_kek_commands = Vec::new();
+        for (id, command) in raw.keys.previous_kek_commands.unwrap_or_default() {
+            let key = format!("keys.previous_kek_commands.{id}");
+            let kek_id: crate::crypto::keys::KekId = id.parse().map_err(|e| invalid(&key, format!("{e}")))?;
+            if kek_command.as_ref().is_some_and(|k| k.kek_id == kek_id) {
+                return Err(invalid(&key, "is the active kek_id; list only earlier KEKs here".into()));
+            }
+            if command.trim().is_empty() {
+                return Err(invalid(&key, "is empty: give the command that prints this KEK".into()));
+            }
+            previous_kek_commands.push(KekCommand { command, kek_id, dir: base.clone() });
+        }
         let state_dir = resolve(raw.state.as_ref().and_then(|s| s.dir.as_deref()).unwrap_or("state"));
         let keystore = match raw.keys.keystore.as_deref() {
             Some(p) => resolve(p),
@@ -596,6 +654,8 @@ impl Settings {
             keyring,
             keyring_from_env,
             keystore,
+            kek_command,
+            previous_kek_commands,
             source,
             sink,
             state_dir,
@@ -670,7 +730,9 @@ fn resolve_schema(raw: RawSchema, invalid: &dyn Fn(&str, String) -> SettingsErro
                 ));
             }
         };
-        if matches!(action, Action::Encrypt | Action::Pseudonymize | Action::Mask) && ct_type != CtType::String {
+        if matches!(action, Action::Encrypt | Action::EncryptDeterministic | Action::Pseudonymize | Action::Mask)
+            && ct_type != CtType::String
+        {
             return Err(invalid(
                 &key("ct_type"),
                 format!(
@@ -776,9 +838,41 @@ required = true
     }
 
     #[test]
+    fn deterministic_column_must_be_string() {
+        let t = format!(
+            "{BASE}\n[[schema.columns]]\nname = \"email\"\naction = \"encrypt-deterministic\"\nct_type = \"LONG\"\n"
+        );
+        let err = load(&t).err().unwrap().to_string();
+        assert!(err.contains("ct_type") && err.contains("encrypt-deterministic"), "{err}");
+        let ok = format!("{BASE}\n[[schema.columns]]\nname = \"email\"\naction = \"encrypt-deterministic\"\n");
+        assert_eq!(load(&ok).unwrap().schema.columns[1].action, Action::EncryptDeterministic);
+    }
+
+    #[test]
     fn lower_case_ct_type_is_refused() {
         let t = format!("{BASE}\n[[schema.columns]]\nname = \"n\"\nct_type = \"string\"\n");
         assert!(load(&t).is_err());
+    }
+
+    #[test]
+    fn kek_command_needs_both_keys_and_resolves_against_the_config() {
+        let with = |extra: &str| BASE.replacen("[keys]\n", &format!("[keys]\n{extra}"), 1);
+        let s = load(&with("kek_command = \"vault read -field=kek x\"\nkek_id = \"kms-1\"\n")).unwrap();
+        let kc = s.kek_command.unwrap();
+        assert_eq!(kc.kek_id.as_str(), "kms-1");
+        assert_eq!(kc.dir, Path::new("/etc/piigate"));
+        let err = load(&with("kek_command = \"x\"\n")).err().unwrap().to_string();
+        assert!(err.contains("kek_id"), "{err}");
+        let err = load(&with("kek_id = \"k\"\n")).err().unwrap().to_string();
+        assert!(err.contains("kek_command"), "{err}");
+        let err = load(&with("kek_command = \"x\"\nkek_id = \"bad id\"\n")).err().unwrap().to_string();
+        assert!(err.contains("kek_id"), "{err}");
+        let prev = "kek_command = \"x\"\nkek_id = \"kms-2\"\nprevious_kek_commands = { kms-1 = \"y\" }\n";
+        let s = load(&with(prev)).unwrap();
+        assert_eq!(s.previous_kek_commands[0].kek_id.as_str(), "kms-1");
+        assert_eq!(s.previous_kek_commands[0].command, "y");
+        let err = load(&with(&prev.replace("kms-1", "kms-2"))).err().unwrap().to_string();
+        assert!(err.contains("previous_kek_commands.kms-2"), "{err}");
     }
 
     #[test]

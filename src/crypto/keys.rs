@@ -13,40 +13,49 @@ use super::CryptoError;
 /// Length of every symmetric key in bytes (AES-256, HMAC-SHA256 key).
 pub const KEY_LEN: usize = 32;
 
+/// Length of the deterministic-encryption key in bytes: AES-SIV with
+/// AES-256 (RFC 5297) takes two 256-bit keys, one for S2V (CMAC) and one for
+/// CTR.
+pub const SIV_KEY_LEN: usize = 64;
+
 macro_rules! secret_key {
     ($(#[$doc:meta])* $name:ident) => {
+        secret_key!($(#[$doc])* $name, KEY_LEN);
+    };
+    ($(#[$doc:meta])* $name:ident, $len:expr) => {
         $(#[$doc])*
         #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-        pub struct $name([u8; KEY_LEN]);
+        pub struct $name([u8; $len]);
 
         impl $name {
-            /// Wraps 32 key bytes.
-            pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+            /// Wraps the key bytes.
+            pub fn from_bytes(bytes: [u8; $len]) -> Self {
                 Self(bytes)
             }
 
             /// Draws a fresh key from the operating system's CSPRNG.
             pub fn generate() -> Self {
-                let mut bytes = [0u8; KEY_LEN];
+                let mut bytes = [0u8; $len];
                 rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut bytes).expect("the operating system's random source failed");
                 Self(bytes)
             }
 
-            /// Decodes standard base64 (RFC 4648 §4) of exactly 32 bytes.
+            /// Decodes standard base64 (RFC 4648 §4) of exactly the key length
+            /// (32 bytes; 64 for the deterministic key).
             ///
             /// # Errors
-            /// [`CryptoError::InvalidKey`] when the text is not base64 or not 32 bytes.
+            /// [`CryptoError::InvalidKey`] when the text is not base64 or has the wrong length.
             pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
                 use base64::Engine as _;
                 let mut decoded = base64::engine::general_purpose::STANDARD
                     .decode(text.trim())
                     .map_err(|_| CryptoError::InvalidKey("not standard base64".into()))?;
-                if decoded.len() != KEY_LEN {
+                if decoded.len() != $len {
                     let n = decoded.len();
                     decoded.zeroize();
-                    return Err(CryptoError::InvalidKey(format!("{n} bytes, expected {KEY_LEN}")));
+                    return Err(CryptoError::InvalidKey(format!("{n} bytes, expected {}", $len)));
                 }
-                let mut bytes = [0u8; KEY_LEN];
+                let mut bytes = [0u8; $len];
                 bytes.copy_from_slice(&decoded);
                 decoded.zeroize();
                 Ok(Self(bytes))
@@ -59,7 +68,7 @@ macro_rules! secret_key {
             }
 
             /// The raw key bytes.
-            pub fn expose(&self) -> &[u8; KEY_LEN] {
+            pub fn expose(&self) -> &[u8; $len] {
                 &self.0
             }
         }
@@ -84,6 +93,12 @@ secret_key!(
 secret_key!(
     /// The HMAC-SHA256 key that derives pseudonyms. Lives in the keyring.
     PseudonymKey
+);
+secret_key!(
+    /// The AES-SIV key (RFC 5297, AES-256: 64 bytes) of `encrypt-deterministic`
+    /// columns. Lives in the keyring as `deterministic_key`.
+    DeterministicKey,
+    SIV_KEY_LEN
 );
 
 /// Identifier of a data key: 16 lowercase hex characters (8 random bytes).

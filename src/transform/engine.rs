@@ -192,6 +192,8 @@ pub struct FileJob<'a> {
     pub delimiter: u8,
     /// Pseudonym function.
     pub pseudonymizer: &'a Pseudonymizer,
+    /// Cipher of `encrypt-deterministic` columns (required when the schema has one).
+    pub deterministic: Option<&'a crate::crypto::siv::DeterministicCipher>,
     /// Data-key source.
     pub keys: &'a dyn DataKeySource,
     /// Pool for the transform.
@@ -391,7 +393,13 @@ pub fn process_stream<W: Write + Send>(
     let plan = Plan::new(job.schema, &header)?;
     let columns: Vec<String> = plan.output_names().map(str::to_owned).collect();
     let encrypt_cols = plan.encrypt_columns() as u64;
-    let mut transformer = Transformer::new(plan, job.pseudonymizer.clone(), job.schema);
+    if let (Some(col), None) = (plan.deterministic_columns().next(), job.deterministic) {
+        return Err(EngineError::Key(format!(
+            "column {col:?} is encrypt-deterministic but the keyring has no deterministic_key; add one with `piigate keys add-deterministic-key`"
+        )));
+    }
+    let mut transformer =
+        Transformer::new(plan, job.pseudonymizer.clone(), job.schema).with_deterministic(job.deterministic.cloned());
     if let Some(lines) = job.audit_lines {
         transformer = transformer.with_audit(lines);
     }
@@ -818,6 +826,7 @@ name = "n"
                 max_part_bytes: Some(3000),
             },
             audit_lines: None,
+            deterministic: None,
         };
         let mut opened = Vec::new();
         let (outcome, parts) = process_stream(&job, input.as_bytes(), |part, id| {
@@ -872,6 +881,7 @@ name = "n"
             schema: &settings.schema,
             delimiter: b',',
             pseudonymizer: &pseudonymizer,
+            deterministic: None,
             keys: &keys,
             pool: &pool,
             progress: &(),

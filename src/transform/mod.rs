@@ -13,6 +13,7 @@ use csv::ByteRecord;
 
 use crate::crypto::aead::DataKey;
 use crate::crypto::prf::Pseudonymizer;
+use crate::crypto::siv::DeterministicCipher;
 use crate::settings::{Action, CtType, Normalize, Schema, UnknownColumns};
 
 /// A header that does not fit the schema. Names columns, never values.
@@ -243,6 +244,11 @@ impl Plan {
         self.columns.iter().filter(|c| c.action != Action::Drop).map(|c| c.name.as_str())
     }
 
+    /// Names of the `encrypt-deterministic` output columns.
+    pub fn deterministic_columns(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().filter(|c| c.action == Action::EncryptDeterministic).map(|c| c.name.as_str())
+    }
+
     /// Number of `encrypt` output columns.
     pub fn encrypt_columns(&self) -> usize {
         self.columns.iter().filter(|c| c.action == Action::Encrypt).count()
@@ -259,6 +265,7 @@ pub struct Transformer {
     /// Input columns read by more than one phone/email-normalized output.
     shared_inputs: Vec<usize>,
     pseudonymizer: Pseudonymizer,
+    deterministic: Option<DeterministicCipher>,
     prefix: String,
     region: Option<phonenumber::country::Id>,
 }
@@ -345,9 +352,16 @@ impl Transformer {
             scan_lines: 5,
             shared_inputs,
             pseudonymizer,
+            deterministic: None,
             prefix: schema.pseudonym_prefix.clone(),
             region: schema.default_region,
         }
+    }
+
+    /// Uses `cipher` for `encrypt-deterministic` columns.
+    pub fn with_deterministic(mut self, cipher: Option<DeterministicCipher>) -> Self {
+        self.deterministic = cipher;
+        self
     }
 
     /// Scans every `keep` column for personal data nobody flagged, keeping
@@ -474,6 +488,15 @@ impl Transformer {
                     if !value.is_empty() {
                         key.encrypt_token_into(c.name.as_bytes(), value.as_bytes(), scratch, cell);
                         *encrypted += 1;
+                    }
+                }
+                Action::EncryptDeterministic => {
+                    if !value.is_empty() {
+                        // The engine refuses a plan with such a column when
+                        // there is no cipher, so this is always Some.
+                        if let Some(d) = &self.deterministic {
+                            d.encrypt_token_into(c.name.as_bytes(), value.as_bytes(), cell);
+                        }
                     }
                 }
                 Action::Pseudonymize => {

@@ -3,7 +3,9 @@
 mod access;
 mod audit;
 mod clevertap;
+mod deterministic;
 mod job;
+mod keys;
 mod parts;
 mod pgp;
 mod process;

@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use piigate::crypto::aead::{self, DataKey};
-use piigate::crypto::keys::{Dek, DekId, Kek, PseudonymKey};
+use piigate::crypto::keys::{Dek, DekId, DeterministicKey, Kek, PseudonymKey};
 use piigate::crypto::prf::Pseudonymizer;
+use piigate::crypto::siv::DeterministicCipher;
 use piigate::crypto::CryptoError;
 use piigate::settings::Normalize;
 use piigate::transform::normalize::normalize;
@@ -93,6 +94,32 @@ fn token_vectors() {
 }
 
 #[test]
+fn deterministic_vectors() {
+    let cases = load("deterministic.json");
+    assert!(cases.len() >= 10);
+    let mut by_input = std::collections::HashMap::new();
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let cipher = DeterministicCipher::new(&DeterministicKey::from_base64(c["key"].as_str().unwrap()).unwrap());
+        let column = c["column"].as_str().unwrap();
+        let token = c["token"].as_str().unwrap();
+        let result = cipher.decrypt_token(column.as_bytes(), token.as_bytes());
+        if c["valid"].as_bool().unwrap() {
+            let plaintext = c["plaintext"].as_str().unwrap();
+            assert_eq!(result.unwrap_or_else(|e| panic!("{name}: {e}")), plaintext.as_bytes(), "{name}");
+            let mut out = Vec::new();
+            cipher.encrypt_token_into(column.as_bytes(), plaintext.as_bytes(), &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), token, "{name}: encryption must reproduce the token");
+            let earlier = by_input.entry((column.to_owned(), plaintext.to_owned())).or_insert_with(|| token.to_owned());
+            assert_eq!(earlier, token, "{name}: equal values must give equal tokens");
+        } else {
+            let err = result.err().unwrap_or_else(|| panic!("{name}: must fail"));
+            assert_eq!(kind(&err), c["error"].as_str().unwrap(), "{name}: {err}");
+        }
+    }
+}
+
+#[test]
 fn pseudonym_vectors() {
     let cases = load("pseudonyms.json");
     assert!(cases.len() >= 5);
@@ -126,7 +153,7 @@ fn python_generator_reproduces_committed_vectors() {
         .output()
         .expect("python3 with the `cryptography` package is required (scripts/test.sh installs it)");
     assert!(status.status.success(), "generate.py failed:\n{}", String::from_utf8_lossy(&status.stderr));
-    for f in ["dek_wrap.json", "tokens.json", "pseudonyms.json"] {
+    for f in ["dek_wrap.json", "tokens.json", "deterministic.json", "pseudonyms.json"] {
         let a = std::fs::read(dir.join(f)).unwrap();
         let b = std::fs::read(out.path().join(f)).unwrap();
         assert!(a == b, "{f} differs from what generate.py produces");

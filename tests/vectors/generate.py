@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes piigate's known-answer test vectors next to this file:
-dek_wrap.json, tokens.json and pseudonyms.json (formats in docs/FORMAT.md).
+dek_wrap.json, tokens.json, deterministic.json and pseudonyms.json (formats
+in docs/FORMAT.md).
 
 Deterministic: every key and nonce is a fixed hex constant below. Each case is
 checked against the reference decoder in verify_output.py before it is written.
@@ -25,6 +26,10 @@ KEK_WRONG = h("03ca76fca0ad7da9147850d6dbb7d61776f9d4a6e93075abedabf9e8cab82e5d"
 DEK_1_ID, DEK_1 = "132ec5322a1f0ede", h("4e1a2d65cd826ea62e3e7e4c282e5879a443b24ece884fef52eed6a1f7b1bc1c")
 DEK_2_ID, DEK_2 = "bb5855674b9a43a4", h("842682c429a12c1ed68aa020e9e59a34d6d3f52fd923be6f9ac30e0fe7615f32")
 DEK_WRONG = h("82289f943619f9230808db9a974537d18cd4a4d2645fe944f5456be8df1f4390")
+DET_KEY = h("1f4d6a0c83b2e95577c0d9ab34e2f1086d5b9c47a2e813f06c9d2b75e40a18f3"
+            "c2579e0b6d41a8f2937e05cb18d46fa0e3b7925c0d1864af7b25e09c3d6f8a14")
+DET_KEY_WRONG = h("6e0b93d2a5c7184f20d9e63b7a1c5f84d2e07b96c3a1584fe9b62d07c5a3f1e8"
+                  "0a4c2e6b8d1f3a5c7e9b0d2f4a6c8e1b3d5f7a9c0e2b4d6f8a1c3e5b7d9f0a2c")
 PSEUDONYM_KEY = h("fd2f86e7d5c1bca86c5914fcfd4f335283f52455a19e5c628b7d4cc0aa80fb59")
 PSEUDONYM_KEY_2 = h("4899e1cb4996b37685724d6afe1b6e28233f081960fbd454cbb789d8957ffd24")
 
@@ -174,6 +179,72 @@ def token_cases():
     return cases
 
 
+# --- deterministic.json -----------------------------------------------------
+
+def det_cases():
+    cases = []
+
+    def add(name, token, column, plaintext=None, error=None, key=DET_KEY):
+        try:
+            got, kind = ref.decrypt_det_token(token, column, key), None
+        except ref.FormatError as e:
+            got, kind = None, e.kind
+        assert kind == error and got == plaintext, name
+        cases.append({"name": name, "key": b64(key), "column": column, "plaintext": plaintext,
+                      "token": token, "valid": error is None, "error": error})
+
+    valid = [
+        ("ascii", "name", "Ana Test"),
+        ("email", "email_match", "ana.test@example.test"),
+        ("email-again-same-token", "email_match", "ana.test@example.test"),
+        ("email-other-column", "email", "ana.test@example.test"),
+        ("non-ascii", "full_name", "Zo\u00eb \u00c5ngstr\u00f6m"),
+        ("csv-special-characters", "notes", 'said "hi", then\nleft; 1,2'),
+        ("long-300-chars", "notes", LONG),
+        ("single-char", "initial", "x"),
+        ("non-ascii-column-name", "pr\u00e9nom", "\U0001f642 Zo\u00eb"),
+    ]
+    tokens = {}
+    for name, column, plaintext in valid:
+        tokens[name] = ref.det_token(DET_KEY, column, plaintext)
+        add("valid-" + name, tokens[name], column, plaintext)
+    assert tokens["email"] == tokens["email-again-same-token"], "deterministic: equal values, equal tokens"
+    assert tokens["email"] != tokens["email-other-column"], "the column name is associated data"
+
+    t = tokens["ascii"]
+    payload = t[4:]
+    raw = ref.b64url_nopad_decode(payload)
+    made = [(c, tokens[n]) for n, c, _ in valid]
+    odd_col, odd = next((c, tok) for c, tok in made if len(tok[4:]) % 4)
+    url_col, url = next((c, tok) for c, tok in made if "-" in tok[4:] or "_" in tok[4:])
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet[alphabet.index(odd[-1]) | 1]
+    bad = [
+        ("unknown-version-pd2", "pd2:" + payload, "name", "unknown-version"),
+        ("unknown-version-pd0", "pd0:" + payload, "name", "unknown-version"),
+        ("malformed-randomized-prefix", "pg1:" + payload, "name", "malformed"),
+        ("malformed-no-version", payload, "name", "malformed"),
+        ("malformed-uppercase-version", "PD1:" + payload, "name", "malformed"),
+        ("malformed-extra-field", f"{t}:x", "name", "malformed"),
+        ("malformed-padding-present", odd + "=" * (-len(odd[4:]) % 4), odd_col, "malformed"),
+        ("malformed-standard-base64-alphabet", "pd1:" + url[4:].replace("-", "+").replace("_", "/"), url_col,
+         "malformed"),
+        ("malformed-payload-length-mod-4-is-1", t[:len(t) - (len(payload) - 1) % 4], "name", "malformed"),
+        ("malformed-non-canonical-trailing-bits", odd[:-1] + last, odd_col, "malformed"),
+        ("malformed-trailing-space", t + " ", "name", "malformed"),
+        ("truncated-15-bytes", "pd1:" + ref.b64url_nopad(raw[:15]), "name", "truncated"),
+        ("auth-siv-bit-flipped", "pd1:" + ref.b64url_nopad(flip(raw, 0)), "name", "auth"),
+        ("auth-ciphertext-bit-flipped", "pd1:" + ref.b64url_nopad(flip(raw, -1)), "name", "auth"),
+        ("auth-siv-only", "pd1:" + ref.b64url_nopad(raw[:16]), "name", "auth"),
+        ("auth-wrong-column", t, "email", "auth"),
+        ("auth-column-case-differs", t, "Name", "auth"),
+    ]
+    for name, token, column, error in bad:
+        add(name, token, column, error=error)
+    add("auth-wrong-key", t, "name", error="auth", key=DET_KEY_WRONG)
+    return cases
+
+
 # --- pseudonyms.json --------------------------------------------------------
 
 def pseudonym_cases():
@@ -230,6 +301,13 @@ def main():
          "Decrypt token with {dek_id: dek} and column; valid=false cases must fail with the given error kind "
          "(unknown-version, malformed, truncated, auth); their plaintext and nonce are null.",
          token_cases())
+    dump("deterministic.json",
+         "Deterministic tokens: 'pd1:' || base64url-nopad(AES-SIV(key, AD = [UTF-8 column name], plaintext)), "
+         "AES-SIV of RFC 5297 with a 64-byte key (AES-256: S2V/CMAC key || CTR key); the payload is the 16-byte "
+         "SIV followed by the ciphertext. key is standard base64. Equal (column, plaintext) pairs give equal "
+         "tokens. valid=false cases must fail with the given error kind (unknown-version, malformed, truncated, "
+         "auth); their plaintext is null.",
+         det_cases())
     dump("pseudonyms.json",
          "Pseudonyms: prefix || lowercase base32-nopad(HMAC-SHA256(key, UTF-8 normalized)[:16]). "
          "normalize: email = trim, NFC, lowercase; phone = E.164 (libphonenumber, national numbers read in region), "

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import phonenumbers
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 
 DEK_ID = re.compile(r"[0-9a-f]{16}")
 B64URL = re.compile(r"[A-Za-z0-9_-]*")
-NONCE_LEN, TAG_LEN, KEY_LEN = 12, 16, 32
+NONCE_LEN, TAG_LEN, KEY_LEN, SIV_KEY_LEN = 12, 16, 32, 64
 
 
 class FormatError(Exception):
@@ -112,6 +112,32 @@ def decrypt_token(token, column, deks):
         raise FormatError("malformed") from None
 
 
+DET_PREFIX, SIV_LEN = "pd1:", 16
+
+
+def det_token(key, column, plaintext):
+    """Deterministic token: 'pd1:' || base64url-nopad(AES-SIV(key, ad=[column], plaintext)),
+    where AES-SIV (RFC 5297) output is the 16-byte SIV followed by the ciphertext."""
+    return DET_PREFIX + b64url_nopad(AESSIV(key).encrypt(plaintext.encode("utf-8"), [column.encode("utf-8")]))
+
+
+def decrypt_det_token(token, column, key):
+    version, sep, rest = token.partition(":")
+    if version != "pd1" or not sep:
+        raise FormatError("unknown-version" if re.fullmatch(r"pd[0-9]+", version) and sep else "malformed")
+    payload = b64url_nopad_decode(rest)
+    if len(payload) < SIV_LEN:
+        raise FormatError("truncated")
+    try:
+        plaintext = AESSIV(key).decrypt(payload, [column.encode("utf-8")])
+    except InvalidTag:
+        raise FormatError("auth") from None
+    try:
+        return plaintext.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("malformed") from None
+
+
 def normalize(value, how, region=None):
     if how == "none":
         return value
@@ -143,25 +169,46 @@ class ConfigError(Exception):
     pass
 
 
-def key32(text, what):
+def keyn(text, n, what):
     try:
         key = b64std(text)
     except (FormatError, TypeError):
         key = b""
-    if len(key) != KEY_LEN:
-        raise ConfigError(f"{what}: not standard base64 of 32 bytes")
+    if len(key) != n:
+        raise ConfigError(f"{what}: not standard base64 of {n} bytes")
     return key
 
 
-def load_keyring(path):
+def key32(text, what):
+    return keyn(text, KEY_LEN, what)
+
+
+def load_keyring(path, external=None, previous=()):
+    """Returns ({kek_id: kek}, pseudonym_key, deterministic_key or None).
+    `external` is (kek_id, kek) from [keys] kek_command, `previous` more such pairs from
+    [keys.previous_kek_commands]; the file holds none of them."""
     with open(path, "rb") as f:
         ring = tomllib.load(f)
     if ring.get("format") != "piigate-keyring-v1":
         raise ConfigError("keyring: format is not piigate-keyring-v1")
     keks = {kid: key32(v, f"keyring kek {kid}") for kid, v in ring.get("kek", {}).items()}
-    if ring.get("active_kek") not in keks:
+    keks.update(dict(previous))
+    if external:
+        keks[external[0]] = external[1]
+    elif ring.get("active_kek") not in keks:
         raise ConfigError("keyring: active_kek names no [kek] entry")
-    return keks, key32(ring.get("pseudonym_key"), "keyring pseudonym_key")
+    det = ring.get("deterministic_key")
+    det = det and keyn(det, SIV_KEY_LEN, "keyring deterministic_key")
+    return keks, key32(ring.get("pseudonym_key"), "keyring pseudonym_key"), det
+
+
+def run_kek_command(command, cwd):
+    """The KEK printed by [keys] kek_command (sh -c, in the config's folder)."""
+    import subprocess
+    done = subprocess.run(["sh", "-c", command], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    if done.returncode != 0:
+        raise ConfigError(f"kek_command failed with exit status {done.returncode}")
+    return key32(done.stdout.decode("ascii", "replace").strip(), "kek_command output")
 
 
 def load_deks(path, keks):
@@ -213,7 +260,7 @@ def read_csv(path, delimiter):
 
 # --- verification ---------------------------------------------------------
 
-def verify(cfg, keks, pkey, deks, bad_deks, input_path, output_path, rejected, report):
+def verify(cfg, keks, pkey, deks, bad_deks, input_path, output_path, rejected, report, dkey=None):
     schema = cfg.get("schema", {})
     prefix = schema.get("pseudonym_prefix", "")
     region = schema.get("default_region")
@@ -251,6 +298,7 @@ def verify(cfg, keks, pkey, deks, bad_deks, input_path, output_path, rejected, r
 
     stats = {"rows": 0, "tokens": 0, "pseudonyms": 0, "dek_ids": set()}
     nonces = set()
+    det_seen = {}
     for (line, fields), row in zip(in_rows, out_rows):
         stats["rows"] += 1
         if len(fields) != len(in_header):
@@ -291,6 +339,24 @@ def verify(cfg, keks, pkey, deks, bad_deks, input_path, output_path, rejected, r
                 nonces.add((dek_id, nonce))
                 if plaintext != value:
                     report(line, name, "token decrypts to a different value")
+            elif action == "encrypt-deterministic":
+                if value == "" or got == "":
+                    if got != value:
+                        report(line, name, "empty/non-empty mismatch")
+                    continue
+                if dkey is None:
+                    report(line, name, "the keyring has no deterministic_key")
+                    continue
+                try:
+                    plaintext = decrypt_det_token(got, name, dkey)
+                except FormatError as e:
+                    report(line, name, f"deterministic token does not decrypt: {e.kind}")
+                    continue
+                stats["tokens"] += 1
+                if plaintext != value:
+                    report(line, name, "deterministic token decrypts to a different value")
+                if det_seen.setdefault((name, value), got) != got:
+                    report(line, name, "equal values gave different deterministic tokens")
             elif action == "pseudonymize":
                 want = pseudonym(pkey, prefix, value) if value else ""
                 stats["pseudonyms"] += bool(value)
@@ -330,7 +396,11 @@ def main(argv=None):
         keystore = args.keystore or (keys.get("keystore") and base / keys["keystore"])
         if not keyring or not keystore:
             raise ConfigError("no keyring or keystore path")
-        keks, pkey = load_keyring(keyring)
+        external = None
+        if keys.get("kek_command"):
+            external = (keys["kek_id"], run_kek_command(keys["kek_command"], base))
+        previous = [(kid, run_kek_command(cmd, base)) for kid, cmd in keys.get("previous_kek_commands", {}).items()]
+        keks, pkey, dkey = load_keyring(keyring, external, previous)
         deks, bad = load_deks(keystore, keks)
     except (OSError, ConfigError, tomllib.TOMLDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -341,7 +411,7 @@ def main(argv=None):
     def report(line, column, what):
         problems.append(f"input line {line}, column {column}: {what}")
 
-    stats = verify(cfg, keks, pkey, deks, bad, args.input, args.output, rejected, report)
+    stats = verify(cfg, keks, pkey, deks, bad, args.input, args.output, rejected, report, dkey)
     for p in problems[:100]:
         print(p)
     if len(problems) > 100:
