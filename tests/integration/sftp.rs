@@ -250,3 +250,21 @@ fn password_authentication_from_the_environment() {
     r.expect_code(2);
     assert!(r.stderr().contains("was refused"), "{}", r.describe());
 }
+
+/// libssh2 would pick its portable ChaCha20-Poly1305 first; piigate asks
+/// for AES-GCM (AES-NI through OpenSSL), which OpenSSH's sshd offers.
+#[test]
+fn sftp_sessions_negotiate_aes_gcm() {
+    let sshd = Sshd::start();
+    let wd = sftp_workdir(&sshd, &key_auth(&sshd));
+    upload(&sshd, &wd, "good.csv", GOOD);
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run_with_tmp(&wd, tmp.path(), &["-vv"]);
+    r.expect_ok();
+    assert!(
+        r.stderr().contains("SSH ciphers to 127.0.0.1")
+            && r.stderr().contains("aes128-gcm@openssh.com / aes128-gcm@openssh.com"),
+        "{}",
+        r.describe()
+    );
+}
