@@ -160,7 +160,17 @@ impl PgpOutput<'_, '_> {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
         match self.tx.as_ref() {
             Some(tx) if tx.send(chunk).is_ok() => Ok(()),
-            _ => Err(io::Error::other("the OpenPGP encryption stopped")),
+            _ => {
+                // The encrypting thread stopped early: report why (e.g. the
+                // sink's write failed).
+                drop(self.tx.take());
+                let why = match self.handle.take().map(ScopedJoinHandle::join) {
+                    Some(Ok(Err(e))) => e,
+                    Some(Err(_)) => "the OpenPGP thread panicked".into(),
+                    _ => "the OpenPGP encryption stopped".into(),
+                };
+                Err(io::Error::other(why))
+            }
         }
     }
 }

@@ -191,3 +191,22 @@ fn encrypted_parts_over_sftp_never_touch_the_local_disk() {
     let input_path = root.join("processed/big.csv");
     verify_combined(&wd, input_path.to_str().unwrap(), &combined, &rejected);
 }
+
+/// A file that fails after its parts were encrypted (too many rejects)
+/// leaves nothing in the outbox: no `.asc`, no partial, no manifest.
+#[test]
+fn a_failed_file_leaves_no_encrypted_output() {
+    let gpg = Gpg::new("default", "default");
+    let wd = Workdir::new("");
+    configure(&wd, &gpg, 20_000);
+    let (mut text, _) = input();
+    for i in 0..200 {
+        text.push_str(&format!("bad{i}@example.test,4.47701E+11,Bad,Town,1,\n"));
+    }
+    wd.write("inbox/big.csv", &text);
+    let run = wd.piigate(&["run", "--config", "piigate.toml"]);
+    run.expect_code(1);
+    assert!(run.stderr().contains("max_reject_ratio"), "{}", run.describe());
+    assert!(wd.list("outbox").is_empty(), "{:?}", wd.list("outbox"));
+    assert_eq!(wd.list("quarantine"), ["big.csv", "big.csv.reason.txt"]);
+}
