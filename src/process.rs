@@ -44,9 +44,9 @@ impl DataKeySource for KeystoreKeys<'_> {
 }
 
 /// Per-person data keys from the key vault (`[keys] dek_scope =
-/// "identity"`). Each chunk's new keys are committed (fsynced) to the vault
-/// before any of its values is encrypted, so no published token can lack
-/// its key.
+/// "identity"`). Each chunk's new keys are committed to the vault before
+/// any of its values is encrypted, and made durable (fsynced) before the
+/// output is published, so no published token can lack its key.
 pub struct VaultKeys {
     vault: Arc<crate::vault::Vault>,
     new_key: bool,
@@ -70,6 +70,10 @@ impl PersonKeySource for VaultKeys {
                 crate::vault::PersonKey::Forgotten => None,
             })
             .collect())
+    }
+
+    fn sync(&self) -> Result<(), String> {
+        self.vault.sync().map_err(|e| e.to_string())
     }
 }
 
@@ -257,6 +261,9 @@ fn run<'scope, 'env>(
         }
     }
 
+    if let Some(persons) = &ctx.persons {
+        persons.sync().map_err(|e| (FileStatus::Error, format!("key vault: {e}")))?;
+    }
     if let Some(hook) = before_publish {
         hook(&names, &outcome.columns).map_err(|e| (FileStatus::Error, e))?;
     }

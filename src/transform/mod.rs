@@ -271,11 +271,18 @@ pub trait PersonKeySource: Send + Sync {
     /// The data keys of one chunk's persons, given as (pseudonym,
     /// normalized identity) pairs, in the same order; `None` for a person
     /// who was forgotten and whose rows are rejected. Keys made here must
-    /// be stored durably before this returns.
+    /// be committed before this returns ([`PersonKeySource::sync`] makes them durable).
     ///
     /// # Errors
     /// Whatever the store fails with, as text (the file then fails).
     fn person_keys(&self, persons: &[(String, String)]) -> Result<Vec<Option<Arc<DataKey>>>, String>;
+
+    /// Makes every key handed out so far durable (called before an output
+    /// is published).
+    ///
+    /// # Errors
+    /// Whatever the store fails with, as text (nothing is published).
+    fn sync(&self) -> Result<(), String>;
 }
 
 /// The per-record transform for one file; shared by worker threads.
