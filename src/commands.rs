@@ -981,6 +981,13 @@ fn forget(config: &Path, identities: &[String], pseudonyms: &[String], from: Opt
         },
         summary.already
     );
+    if !summary.log_truncated {
+        warn!(
+            "key vault {}: another process was reading it, so its write-ahead log could not be truncated; the destroyed keys' old pages may remain in {}-wal until the next checkpoint: run `piigate forget` again for the same persons when no run is active",
+            settings.vault.display(),
+            settings.vault.display()
+        );
+    }
     let mut out = std::io::stdout().lock();
     for p in &targets {
         let _ = writeln!(out, "{p}");

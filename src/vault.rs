@@ -122,6 +122,11 @@ pub struct ForgetSummary {
     pub unknown: usize,
     /// Pseudonyms that were already forgotten and had no key.
     pub already: usize,
+    /// Whether the write-ahead log was checkpointed and truncated (false
+    /// when another process kept reading the vault throughout SQLite's
+    /// busy timeout: the deleted rows' old pages may then remain in the
+    /// log until the next checkpoint).
+    pub log_truncated: bool,
 }
 
 /// What [`Vault::rewrap`] did.
@@ -457,7 +462,8 @@ impl Vault {
             }
         }
         tx.commit().map_err(&err)?;
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(&err)?;
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(&err)?;
+        summary.log_truncated = busy == 0;
         drop(conn);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         for p in pseudonyms {
@@ -649,7 +655,7 @@ mod tests {
         assert!(matches!(&revealed[0], Revealed::Identity(i) if i == "a@x.test"));
 
         let s = again.forget(&["u_a".into(), "u_zz".into()]).unwrap();
-        assert_eq!((s.forgotten, s.unknown, s.already), (1, 1, 0));
+        assert_eq!((s.forgotten, s.unknown, s.already, s.log_truncated), (1, 1, 0, true));
         assert!(matches!(again.reveal(&["u_a".into()], ring.path()).unwrap()[0], Revealed::Forgotten));
         assert!(again.key_by_dek_id(&first[0].parse().unwrap(), ring.path()).unwrap().is_none());
         assert!(again.key_by_dek_id(&first[1].parse().unwrap(), ring.path()).unwrap().is_some());
