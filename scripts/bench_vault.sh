@@ -2,7 +2,7 @@
 # Per-person keys benchmark: `piigate process` with [keys] dek_scope = "identity"
 # into a key vault pre-filled with millions of persons, against dek_scope = "file".
 #
-#   scripts/bench_vault.sh [--rows N] [--prefill N] [--runs N]
+#   scripts/bench_vault.sh [--rows N] [--prefill N] [--runs N] [--bin PATH]
 #
 # What it does (everything lands under target/bench-vault/):
 #  1. cargo build --release --locked.
@@ -21,7 +21,8 @@
 #     template is copied fresh, so every run adds N new persons to a vault of
 #     --prefill persons.
 #
-# Options: --rows N (default 1000000), --prefill N (default 10000000), --runs N.
+# Options: --rows N (default 1000000), --prefill N (default 10000000), --runs N,
+# --bin PATH (time this piigate binary instead of building the release one).
 # Needs: cargo, python3, sqlite3 (the CLI), GNU time at /usr/bin/time.
 set -euo pipefail
 
@@ -31,11 +32,13 @@ say() { echo "bench_vault.sh: $*" >&2; }
 ROWS=1000000
 PREFILL=10000000
 RUNS=3
+BIN=
 while [ $# -gt 0 ]; do
     case "$1" in
         --rows) ROWS=$2; shift 2 ;;
         --prefill) PREFILL=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
+        --bin) BIN=$(realpath "$2"); shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -44,8 +47,10 @@ command -v sqlite3 >/dev/null || die "needs the sqlite3 command-line shell (apt-
 [ -x /usr/bin/time ] || die "needs GNU time at /usr/bin/time (apt-get install time)"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release --locked --quiet
-BIN=$PWD/target/release/piigate
+if [ -z "$BIN" ]; then
+    cargo build --release --locked --quiet
+    BIN=$PWD/target/release/piigate
+fi
 B=$PWD/target/bench-vault
 mkdir -p "$B" target/bench
 IN=target/bench/profiles-$ROWS.csv
@@ -66,7 +71,7 @@ head -2 "$IN" > "$B/one.csv"
 "$BIN" --quiet process --config "$B/identity.toml" -o "$B/out" "$B/one.csv"
 KEK=$(sqlite3 "$B/state-id/vault.sqlite" "SELECT kek_id FROM persons LIMIT 1")
 T0=$(date +%s)
-sqlite3 "$B/state-id/vault.sqlite" <<SQL
+sqlite3 "$B/state-id/vault.sqlite" >/dev/null <<SQL
 PRAGMA journal_mode = DELETE;
 PRAGMA synchronous = OFF;
 PRAGMA cache_size = -2000000;
@@ -117,4 +122,4 @@ FW=$(awk -F'\t' '$1=="file"{print $2}' "$B/results.tsv")
 IW=$(awk -F'\t' '$1=="identity"{print $2}' "$B/results.tsv")
 echo
 echo "identity / file throughput: $(echo "scale=2; $FW / $IW" | bc -l) (target: at least 0.5); vault after the last run: $AFTER persons"
-echo "command: scripts/bench_vault.sh --rows $ROWS --prefill $PREFILL --runs $RUNS; $(nproc) cores, $(git rev-parse --short HEAD)"
+echo "command: scripts/bench_vault.sh --rows $ROWS --prefill $PREFILL --runs $RUNS; binary $BIN; $(nproc) cores, $(git rev-parse --short HEAD)"

@@ -44,6 +44,10 @@ pub const IDENTITY_LABEL: &str = "piigate:identity:v1:";
 pub const VAULT_VERSION: i64 = 1;
 /// Pseudonyms per SQL statement (SQLite allows 32,766 parameters).
 const BATCH: usize = 500;
+/// Chunks whose new persons share one write transaction: a random insert
+/// into a B-tree of millions of persons dirties one page per person, so a
+/// commit per chunk would write each page again and again.
+const CHUNKS_PER_COMMIT: usize = 64;
 /// Unwrapped person keys kept in memory per vault (each about 1 KB with
 /// the expanded AES key schedule).
 const CACHE_KEYS: usize = 16_384;
@@ -158,6 +162,8 @@ pub struct Vault {
     active: (KekId, Kek),
     retired_file: Option<PathBuf>,
     cache: Mutex<HashMap<String, Arc<DataKey>>>,
+    /// Chunks written in the open write transaction (under the connection lock).
+    pending: std::sync::atomic::AtomicUsize,
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> VaultError + '_ {
@@ -206,7 +212,7 @@ impl Vault {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA secure_delete = ON;
-             PRAGMA cache_size = -32768;",
+             PRAGMA cache_size = -65536;",
         )
         .map_err(&err)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(&err)?;
@@ -248,6 +254,7 @@ impl Vault {
             active: (aid.clone(), akek.clone()),
             retired_file,
             cache: Mutex::new(HashMap::new()),
+            pending: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -282,13 +289,19 @@ impl Vault {
     /// # Errors
     /// [`VaultError::Sql`].
     pub fn sync(&self) -> Result<(), VaultError> {
+        let err = sql_err(&self.path);
         let conn = self.conn();
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(sql_err(&self.path))
+        if !conn.is_autocommit() {
+            conn.execute_batch("COMMIT").map_err(&err)?;
+            self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(&err)
     }
 
-    /// The data keys of the persons of one chunk, made and stored
-    /// (committed; durable once [`Vault::sync`] returns) for those who
-    /// have none yet. `persons` are (pseudonym, normalized identity) pairs;
+    /// The data keys of the persons of one chunk, made and stored for
+    /// those who have none yet: inserted in a write transaction that spans
+    /// up to [`CHUNKS_PER_COMMIT`] chunks and is committed, and made
+    /// durable, by [`Vault::sync`] (before an output is published). `persons` are (pseudonym, normalized identity) pairs;
     /// the result is in the same order. A forgotten person gets
     /// [`PersonKey::Forgotten`] under `reject`, and a fresh key under
     /// `new_key`.
@@ -359,8 +372,11 @@ impl Vault {
                 let sealed = key.seal(&identity_ad(p), identity.as_bytes());
                 made.push((p.as_str(), dek_id, nonce, wrapped, sealed, Arc::new(key)));
             }
-            let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+            let conn = self.conn();
+            if conn.is_autocommit() {
+                conn.execute_batch("BEGIN IMMEDIATE").map_err(&err)?;
+            }
+            let tx = &*conn;
             // Another process may have added some of them meanwhile.
             let names: Vec<&str> = missing.iter().map(|(p, _)| p.as_str()).collect();
             let mut raced = Vec::new();
@@ -400,7 +416,11 @@ impl Vault {
                     found.insert((*p).to_owned(), PersonKey::Key(key.clone()));
                 }
             }
-            tx.commit().map_err(&err)?;
+            let n = self.pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n >= CHUNKS_PER_COMMIT {
+                conn.execute_batch("COMMIT").map_err(&err)?;
+                self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
             drop(conn);
             for rec in &raced {
                 let key = Arc::new(self.unwrap(rec, keyring_path)?);
@@ -647,6 +667,7 @@ mod tests {
                 .collect()
         };
         let first = ids(&v.person_keys(&persons, false, ring.path()).unwrap());
+        v.sync().unwrap();
         assert_eq!(first[0], first[2]);
         assert_ne!(first[0], first[1]);
         let again = Vault::open(&path, &ring, false, None).unwrap();
@@ -662,6 +683,7 @@ mod tests {
         let after = ids(&again.person_keys(&persons, false, ring.path()).unwrap());
         assert_eq!(after, vec!["-".to_string(), first[1].clone(), "-".to_string()]);
         let renewed = ids(&again.person_keys(&persons, true, ring.path()).unwrap());
+        again.sync().unwrap();
         assert_ne!(renewed[0], first[0]);
         assert_eq!(renewed[0], renewed[2]);
         let bytes = std::fs::read(&path).unwrap();
