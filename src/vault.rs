@@ -382,9 +382,9 @@ impl Vault {
             let mut raced = Vec::new();
             let mut forgotten = HashSet::new();
             for batch in names.chunks(BATCH) {
-                raced.extend(select_persons(&tx, batch).map_err(&err)?);
+                raced.extend(select_persons(tx, batch).map_err(&err)?);
                 if !new_key {
-                    forgotten.extend(select_forgotten(&tx, batch).map_err(&err)?);
+                    forgotten.extend(select_forgotten(tx, batch).map_err(&err)?);
                 }
             }
             let raced_names: HashSet<String> = raced.iter().map(|r| r.pseudonym.clone()).collect();
