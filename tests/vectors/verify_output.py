@@ -2,7 +2,7 @@
 """Independent verifier of a piigate output CSV (see docs/FORMAT.md).
 
     python3 tests/vectors/verify_output.py --config CFG.toml --input IN.csv \
-        --output OUT.csv [--rejected-lines 5,9] [--keyring PATH] [--keystore PATH]
+        --output OUT.csv [--rejected-lines 5,9] [--keyring PATH] [--keystore PATH] [--vault PATH]
 
 Unwraps the data keys from the keyring and keystore, then checks every output
 row against its input row, column by column, following the schema in the
