@@ -43,6 +43,10 @@ pub struct Entry {
     pub values: u64,
     /// The stated reason.
     pub reason: String,
+    /// Pseudonyms concerned (`forget`, `reveal`); never identities. Left
+    /// out of the line when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pseudonyms: Vec<String>,
     /// SHA-256 (hex) of the previous line.
     pub prev: String,
 }
@@ -100,6 +104,15 @@ pub struct Access<'a> {
 /// [`AccessLogError`]; a log whose last line does not parse is refused
 /// (run `piigate access-log verify`).
 pub fn append(state_dir: &Path, access: Access<'_>) -> Result<Entry, AccessLogError> {
+    append_for(state_dir, access, Vec::new())
+}
+
+/// As [`append`], naming the pseudonyms of the persons concerned (`forget`
+/// and `reveal`: never identities).
+///
+/// # Errors
+/// As [`append`].
+pub fn append_for(state_dir: &Path, access: Access<'_>, pseudonyms: Vec<String>) -> Result<Entry, AccessLogError> {
     let path = state_dir.join(LOG_FILE);
     let io = |source| AccessLogError::Io { path: path.clone(), source };
     std::fs::create_dir_all(state_dir).map_err(io)?;
@@ -140,6 +153,7 @@ pub fn append(state_dir: &Path, access: Access<'_>) -> Result<Entry, AccessLogEr
             columns: access.columns,
             values: access.values,
             reason: access.reason.to_owned(),
+            pseudonyms,
             prev,
         };
         let mut line = serde_json::to_vec(&entry).map_err(|e| io(std::io::Error::other(e)))?;

@@ -156,6 +156,41 @@ pub enum Command {
         /// The identity, or "-" to read one line from stdin.
         value: String,
     },
+    /// Erase persons (per-person keys): destroy their data keys, so that
+    /// every token of theirs, in every file already uploaded, no longer
+    /// decrypts. Logged with their pseudonyms.
+    Forget {
+        /// Configuration file (TOML) with [keys] dek_scope = "identity".
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// An identity as the data subject gave it (normalized like the
+        /// identity column). Prefer --from: values on a command line are
+        /// visible in process listings and shell history.
+        #[arg(long, value_name = "VALUE")]
+        identity: Vec<String>,
+        /// A pseudonym (as in the outputs' identity column).
+        #[arg(long, value_name = "ID")]
+        pseudonym: Vec<String>,
+        /// A file of erasure requests, one a line: a pseudonym, or an
+        /// identity ("-" reads standard input).
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// Why (recorded in the access log).
+        #[arg(long, default_value = "erasure request")]
+        reason: String,
+    },
+    /// Print the identity behind pseudonyms (per-person keys). Logged.
+    Reveal {
+        /// Configuration file (TOML) with [keys] dek_scope = "identity".
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Why (recorded in the access log).
+        #[arg(long)]
+        reason: String,
+        /// Pseudonyms.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
     /// The access log.
     AccessLog {
         /// What to do.

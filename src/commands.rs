@@ -21,12 +21,13 @@ use crate::keyring::Keyring;
 use crate::keystore;
 use crate::process::{self, Context, KeystoreKeys};
 use crate::report::{self, FileReport, FileStatus, Reporter, RunReport, Silent};
-use crate::settings::{Action, Location, Settings};
+use crate::settings::{Action, DekScope, Location, Settings};
 use crate::sink::local::LocalSink;
 use crate::sink::Sink;
 use crate::transform::engine::EngineOptions;
 use crate::transform::normalize;
 use crate::ui;
+use crate::vault::{Revealed, Vault};
 
 type CmdResult = Result<ExitStatus, CommandError>;
 
@@ -45,6 +46,10 @@ pub fn run(cli: Cli) -> ExitStatus {
         }
         Command::Pseudonym { config, column, reason, value } => pseudonym(&config, column.as_deref(), &reason, &value),
         Command::AccessLog { command: AccessLogCommand::Verify { config } } => verify_log(&config),
+        Command::Forget { config, identity, pseudonym, from, reason } => {
+            forget(&config, &identity, &pseudonym, from.as_deref(), &reason)
+        }
+        Command::Reveal { config, reason, ids } => reveal(&config, &reason, &ids),
     };
     match result {
         Ok(s) => s,
@@ -242,6 +247,27 @@ fn rewrap(config: &Path) -> CmdResult {
     let ring = load_keys_to_unwrap(&settings)?;
     let active = ring.active().0.clone();
     let summary = keystore::rewrap(&settings.keystore, &ring).map_err(usage)?;
+    if crate::vault::exists(&settings.vault) {
+        let v = Vault::open(&settings.vault, &ring, false, None).map_err(usage)?;
+        let vs = v.rewrap(ring.path()).map_err(usage)?;
+        let from = vs.from.iter().map(|(k, n)| format!("{n} from {k}")).collect::<Vec<_>>().join(", ");
+        info!(
+            person_keys = vs.keys,
+            rewrapped = vs.rewrapped,
+            "key vault {}: {} of {} person key(s) re-wrapped under KEK {active}{}",
+            settings.vault.display(),
+            vs.rewrapped,
+            vs.keys,
+            if from.is_empty() { String::new() } else { format!(" ({from})") }
+        );
+        log_key_event(
+            &settings,
+            "keys-rewrap",
+            &settings.vault,
+            vs.rewrapped as u64,
+            &format!("re-wrapped {} of {} person keys under KEK {active}", vs.rewrapped, vs.keys),
+        )?;
+    }
     let from = summary.from.iter().map(|(k, n)| format!("{n} from {k}")).collect::<Vec<_>>().join(", ");
     info!(
         records = summary.records,
@@ -299,6 +325,8 @@ struct KeyStatus {
     keyring: String,
     keystore: String,
     data_keys: usize,
+    /// Per-person keys in the key vault (counted in each KEK's data_keys too).
+    person_keys: usize,
     keks: Vec<KekStatus>,
     missing: Vec<MissingKek>,
     deterministic_key: bool,
@@ -310,6 +338,14 @@ fn key_status(config: &Path, json: bool) -> CmdResult {
     let records = keystore::records(&settings.keystore).map_err(usage)?;
     let mut per = data_keys_per_kek(&records);
     let distinct: std::collections::HashSet<&str> = records.iter().map(|r| r.dek_id.as_str()).collect();
+    let mut person_keys = 0usize;
+    if crate::vault::exists(&settings.vault) {
+        let v = Vault::open(&settings.vault, &ring, false, None).map_err(usage)?;
+        for (kek, n) in v.keys_per_kek().map_err(usage)? {
+            person_keys += n;
+            *per.entry(kek).or_insert(0) += n;
+        }
+    }
     let keks: Vec<KekStatus> = ring
         .kek_ids()
         .map(|id| KekStatus {
@@ -331,6 +367,7 @@ fn key_status(config: &Path, json: bool) -> CmdResult {
         keyring: settings.keyring.display().to_string(),
         keystore: settings.keystore.display().to_string(),
         data_keys: distinct.len(),
+        person_keys,
         keks,
         missing,
         deterministic_key: ring.deterministic_key().is_some(),
@@ -342,6 +379,9 @@ fn key_status(config: &Path, json: bool) -> CmdResult {
     } else {
         let _ = writeln!(out, "keyring  {}", status.keyring);
         let _ = writeln!(out, "keystore {} ({} data key(s))", status.keystore, status.data_keys);
+        if status.person_keys > 0 {
+            let _ = writeln!(out, "vault    {} ({} person key(s))", settings.vault.display(), status.person_keys);
+        }
         let _ = writeln!(out, "{:<20} {:<7} {:<22} data keys", "KEK", "active", "source");
         for k in &status.keks {
             let _ = writeln!(
@@ -388,7 +428,11 @@ fn retire(config: &Path, kek_id: &str) -> CmdResult {
     // loaded the keyring earlier from wrapping under this KEK afterwards.
     let _lock = keystore::lock(&settings.keystore).map_err(usage)?;
     let records = keystore::records(&settings.keystore).map_err(usage)?;
-    let needing = data_keys_per_kek(&records).get(id.as_str()).copied().unwrap_or(0);
+    let mut needing = data_keys_per_kek(&records).get(id.as_str()).copied().unwrap_or(0);
+    if crate::vault::exists(&settings.vault) {
+        let v = Vault::open(&settings.vault, &ring, false, None).map_err(usage)?;
+        needing += v.keys_per_kek().map_err(usage)?.get(id.as_str()).copied().unwrap_or(0);
+    }
     ring.retire(&id).map_err(usage)?;
     if needing > 0 {
         return Err(usage(anyhow!(
@@ -429,6 +473,20 @@ fn add_deterministic_key(keyring: Option<&Path>, config: Option<&Path>) -> CmdRe
         log_key_event(s, "keys-add-deterministic-key", &path, 0, "deterministic key added")?;
     }
     Ok(ExitStatus::Ok)
+}
+
+/// The key vault's per-person keys when `[keys] dek_scope = "identity"`
+/// (the vault is created, mode 0600, on first use).
+fn person_keys(
+    settings: &Settings,
+    keyring: &Keyring,
+) -> Result<Option<Arc<dyn crate::transform::PersonKeySource>>, CommandError> {
+    if settings.dek_scope != DekScope::Identity {
+        return Ok(None);
+    }
+    let vault =
+        Vault::open(&settings.vault, keyring, true, Some(keystore::retired_path(&settings.keystore))).map_err(usage)?;
+    Ok(Some(Arc::new(process::VaultKeys::new(Arc::new(vault), settings.forgotten, keyring.path().to_owned()))))
 }
 
 fn build_pool(jobs: Option<usize>) -> Result<(rayon::ThreadPool, usize), CommandError> {
@@ -530,6 +588,7 @@ fn process_cmd(
         timestamp: report::compact_timestamp(started),
         options: EngineOptions { sequential: threads == 1, ..EngineOptions::default() },
         recipient: recipient.as_ref(),
+        persons: person_keys(&settings, &keyring)?,
     };
     let started_text = report::now_rfc3339();
     let next = AtomicUsize::new(0);
@@ -595,21 +654,29 @@ fn process_local_file(ctx: &Context<'_>, path: &Path, sink: &dyn Sink) -> FileRe
     }
 }
 
-/// Loads and unwraps data keys on demand.
+/// Loads and unwraps data keys on demand: from the keystore, then (with
+/// per-person keys) from the key vault.
 struct KeyCache<'a> {
     ring: &'a Keyring,
     records: HashMap<String, keystore::DekRecord>,
-    keys: HashMap<DekId, DataKey>,
+    keys: HashMap<DekId, Option<DataKey>>,
+    /// The key vault, when `[keys] dek_scope = "identity"`.
+    vault: Option<Vault>,
 }
 
 impl KeyCache<'_> {
-    fn get(&mut self, id: &DekId) -> anyhow::Result<&DataKey> {
+    /// The key named `id`; `None` when it is a person key that no longer
+    /// exists (the person was forgotten).
+    fn get(&mut self, id: &DekId) -> anyhow::Result<Option<&DataKey>> {
         if !self.keys.contains_key(id) {
-            let rec = self.records.get(id.as_str()).ok_or_else(|| anyhow!("data key {id} is not in the keystore"))?;
-            let key = keystore::unwrap_record(self.ring, rec)?;
+            let key = match (self.records.get(id.as_str()), &self.vault) {
+                (Some(rec), _) => Some(keystore::unwrap_record(self.ring, rec)?),
+                (None, Some(v)) => v.key_by_dek_id(id, self.ring.path())?,
+                (None, None) => return Err(anyhow!("data key {id} is not in the keystore")),
+            };
             self.keys.insert(*id, key);
         }
-        Ok(&self.keys[id])
+        Ok(self.keys[id].as_ref())
     }
 }
 
@@ -619,8 +686,19 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
     }
     let settings = load_settings(config)?;
     let keyring = load_keys_to_unwrap(&settings)?;
-    let records = keystore::load(&settings.keystore).map_err(usage)?;
-    let mut cache = KeyCache { ring: &keyring, records, keys: HashMap::new() };
+    let records = match keystore::load(&settings.keystore) {
+        Err(keystore::KeystoreError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound && settings.dek_scope == DekScope::Identity =>
+        {
+            HashMap::new()
+        }
+        other => other.map_err(usage)?,
+    };
+    let vault = match settings.dek_scope {
+        DekScope::Identity => Some(Vault::open(&settings.vault, &keyring, false, None).map_err(usage)?),
+        DekScope::File => None,
+    };
+    let mut cache = KeyCache { ring: &keyring, records, keys: HashMap::new(), vault };
 
     let input = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display())).map_err(usage)?;
     let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
@@ -690,13 +768,14 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
     let mut rec = csv::ByteRecord::new();
     let mut out = csv::ByteRecord::new();
     let mut values = 0u64;
+    let mut erased = 0u64;
     while rdr.read_byte_record(&mut rec).map_err(|e| failed(anyhow!("{}: {e}", file.display())))? {
         let line = rec.position().map_or(0, |p| p.line());
         out.clear();
         for (i, field) in rec.iter().enumerate() {
             match targets.iter().find(|(t, _)| *t == i) {
                 Some((_, col)) if !field.is_empty() => {
-                    let plain = (|| -> anyhow::Result<Vec<u8>> {
+                    let plain = (|| -> anyhow::Result<Option<Vec<u8>>> {
                         if field.starts_with(b"pd") {
                             let det = deterministic.as_ref().ok_or_else(|| {
                                 anyhow!(
@@ -704,14 +783,26 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
                                     keyring.path().display()
                                 )
                             })?;
-                            return Ok(det.decrypt_token(col.as_bytes(), field)?);
+                            return Ok(Some(det.decrypt_token(col.as_bytes(), field)?));
                         }
                         let (id, payload) = aead::parse_token(field)?;
-                        Ok(cache.get(&id)?.decrypt_payload(col.as_bytes(), &payload)?)
+                        match cache.get(&id)? {
+                            Some(key) => Ok(Some(key.decrypt_payload(col.as_bytes(), &payload)?)),
+                            None => Ok(None),
+                        }
                     })()
                     .map_err(|e| failed(anyhow!("{} line {line}, column {col:?}: {e:#}", file.display())))?;
-                    values += 1;
-                    out.push_field(&plain);
+                    match plain {
+                        Some(plain) => {
+                            values += 1;
+                            out.push_field(&plain);
+                        }
+                        // A forgotten person: their key is destroyed.
+                        None => {
+                            erased += 1;
+                            out.push_field(b"");
+                        }
+                    }
                 }
                 _ => out.push_field(field),
             }
@@ -733,7 +824,9 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
     .map_err(|e| failed(anyhow!("not decrypted: the access log could not be written: {e}")))?;
     tmp.persist_noclobber(output).map_err(|e| failed(anyhow!("cannot write {}: {}", output.display(), e.error)))?;
     info!(
-        "decrypted {values} values in {} column(s) of {} into {} (logged in the access log)",
+        values,
+        forgotten_cells = erased,
+        "decrypted {values} values in {} column(s) of {} into {} (logged in the access log); {erased} cell(s) of forgotten persons left empty",
         targets.len(),
         file.display(),
         output.display()
@@ -779,6 +872,177 @@ fn pseudonym(config: &Path, column: Option<&str>, reason: &str, value: &str) -> 
     .map_err(|e| failed(anyhow!("not computed: the access log could not be written: {e}")))?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{p}").map_err(|e| failed(anyhow!(e)))?;
+    Ok(ExitStatus::Ok)
+}
+
+/// The settings and key vault of `forget` and `reveal`, which need
+/// `dek_scope = "identity"` and an existing vault.
+fn open_vault(config: &Path) -> Result<(Settings, Keyring, Vault), CommandError> {
+    let settings = load_settings(config)?;
+    if settings.dek_scope != DekScope::Identity {
+        return Err(usage(anyhow!(
+            "{}: [keys] dek_scope is \"file\": persons have no keys of their own to destroy or read. Set dek_scope = \"identity\" (new outputs only) to use forget and reveal",
+            config.display()
+        )));
+    }
+    let keyring = load_keys_to_unwrap(&settings)?;
+    let vault = Vault::open(&settings.vault, &keyring, false, None).map_err(usage)?;
+    Ok((settings, keyring, vault))
+}
+
+/// Whether `text` has the shape of a pseudonym: the prefix, then 26
+/// characters of lowercase base32.
+fn looks_like_pseudonym(text: &str, prefix: &str) -> bool {
+    text.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == crate::crypto::prf::PSEUDONYM_CHARS
+            && rest.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+    })
+}
+
+fn forget(config: &Path, identities: &[String], pseudonyms: &[String], from: Option<&Path>, reason: &str) -> CmdResult {
+    if identities.is_empty() && pseudonyms.is_empty() && from.is_none() {
+        return Err(usage(anyhow!("name whom to forget: --identity VALUE, --pseudonym ID or --from FILE")));
+    }
+    let (settings, keyring, vault) = open_vault(config)?;
+    let spec = settings.schema.identity_column().ok_or_else(|| usage(anyhow!("the schema has no identity column")))?;
+    let prefix = &settings.schema.pseudonym_prefix;
+    let pseudonymizer = Pseudonymizer::new(keyring.pseudonym_key());
+    let to_pseudonym = |value: &str, what: &str| -> Result<String, CommandError> {
+        let n = normalize::normalize(spec.normalize, value, settings.schema.default_region)
+            .map_err(|_| usage(anyhow!("{what}: not a possible phone number")))?;
+        if n.trim().is_empty() {
+            return Err(usage(anyhow!("{what}: empty after normalization")));
+        }
+        Ok(pseudonymizer.pseudonym(prefix, n.as_bytes()))
+    };
+    let mut targets: Vec<String> = Vec::new();
+    for (i, v) in identities.iter().enumerate() {
+        targets.push(to_pseudonym(v, &format!("--identity number {}", i + 1))?);
+    }
+    for p in pseudonyms {
+        if !looks_like_pseudonym(p, prefix) {
+            return Err(usage(anyhow!(
+                "--pseudonym {p:?} is not a pseudonym ({prefix} followed by 26 characters of a-z and 2-7); to name a person by email or phone use --identity or --from"
+            )));
+        }
+        targets.push(p.clone());
+    }
+    if let Some(path) = from {
+        let text = if path == Path::new("-") {
+            let mut t = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut t)
+                .map_err(|e| usage(anyhow!("reading standard input: {e}")))?;
+            t
+        } else {
+            std::fs::read_to_string(path).map_err(|e| usage(anyhow!("cannot read {}: {e}", path.display())))?
+        };
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() {
+                continue;
+            }
+            if looks_like_pseudonym(line.trim(), prefix) {
+                targets.push(line.trim().to_owned());
+            } else {
+                targets.push(to_pseudonym(line, &format!("{} line {}", path.display(), i + 1))?);
+            }
+        }
+    }
+    targets.sort();
+    targets.dedup();
+    let summary = vault.forget(&targets).map_err(failed)?;
+    accesslog::append_for(
+        &settings.state_dir,
+        accesslog::Access {
+            action: "forget",
+            file: Some(settings.vault.display().to_string()),
+            columns: vec![spec.name.clone()],
+            values: summary.forgotten as u64,
+            reason,
+        },
+        targets.clone(),
+    )
+    .map_err(|e| {
+        failed(anyhow!(
+            "the keys were destroyed, but the access log could not record it: {e}; fix the state dir and note the erasure by hand"
+        ))
+    })?;
+    info!(
+        forgotten = summary.forgotten,
+        unknown = summary.unknown,
+        already = summary.already,
+        "key vault {}: {} person(s) forgotten (their keys destroyed), {} had no key (listed as forgotten, so later rows for them follow [keys] forgotten = \"{}\"), {} already forgotten",
+        settings.vault.display(),
+        summary.forgotten,
+        summary.unknown,
+        match settings.forgotten {
+            crate::settings::ForgottenPolicy::Reject => "reject",
+            crate::settings::ForgottenPolicy::NewKey => "new-key",
+        },
+        summary.already
+    );
+    if !summary.log_truncated {
+        warn!(
+            "key vault {}: another process was reading it, so its write-ahead log could not be truncated; the destroyed keys' old pages may remain in {}-wal until the next checkpoint: run `piigate forget` again for the same persons when no run is active",
+            settings.vault.display(),
+            settings.vault.display()
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    for p in &targets {
+        let _ = writeln!(out, "{p}");
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn reveal(config: &Path, reason: &str, ids: &[String]) -> CmdResult {
+    if reason.trim().is_empty() {
+        return Err(usage(anyhow!(
+            "--reason must say why the identities are needed; it is recorded in the access log"
+        )));
+    }
+    let (settings, keyring, vault) = open_vault(config)?;
+    let prefix = &settings.schema.pseudonym_prefix;
+    for p in ids {
+        if !looks_like_pseudonym(p, prefix) {
+            return Err(usage(anyhow!("{p:?} is not a pseudonym ({prefix} followed by 26 characters of a-z and 2-7)")));
+        }
+    }
+    let found = vault.reveal(ids, keyring.path()).map_err(failed)?;
+    let revealed = found.iter().filter(|r| matches!(r, Revealed::Identity(_))).count();
+    accesslog::append_for(
+        &settings.state_dir,
+        accesslog::Access {
+            action: "reveal",
+            file: Some(settings.vault.display().to_string()),
+            columns: settings.schema.identity_column().map(|c| vec![c.name.clone()]).unwrap_or_default(),
+            values: revealed as u64,
+            reason,
+        },
+        ids.to_vec(),
+    )
+    .map_err(|e| failed(anyhow!("not revealed: the access log could not be written: {e}")))?;
+    let mut out = std::io::stdout().lock();
+    let mut missing = Vec::new();
+    for (p, r) in ids.iter().zip(found) {
+        match r {
+            Revealed::Identity(i) => {
+                writeln!(out, "{p}\t{i}").map_err(|e| failed(anyhow!(e)))?;
+            }
+            Revealed::Forgotten => missing.push(format!("{p} (forgotten: its key was destroyed)")),
+            Revealed::Unknown => {
+                missing.push(format!("{p} (unknown: no person key; is it a pseudonym of this deployment?)"))
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(failed(anyhow!(
+            "cannot reveal {} of {} pseudonym(s): {}",
+            missing.len(),
+            ids.len(),
+            missing.join(", ")
+        )));
+    }
     Ok(ExitStatus::Ok)
 }
 
@@ -865,6 +1129,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
             timestamp: String::new(),
             options: EngineOptions::default(),
             recipient: None,
+            persons: None,
         };
         let job = Job {
             ctx: &ctx,
@@ -933,6 +1198,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
     let recipient = load_recipient(&settings)?;
     let (pool, threads) = build_pool(jobs)?;
     let keys = KeystoreKeys::new(&keyring, settings.keystore.clone());
+    let persons = person_keys(&settings, &keyring)?;
     let reporter = make_reporter(bars);
     let reporter: &dyn Reporter = &*reporter;
 
@@ -958,6 +1224,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
             timestamp: report::compact_timestamp(started),
             options: EngineOptions { sequential: threads == 1, ..EngineOptions::default() },
             recipient: recipient.as_ref(),
+            persons: persons.clone(),
         };
         let job = Job {
             ctx: &ctx,
@@ -1129,6 +1396,7 @@ fn audit_cmd(config: &Path, json: bool, sample: Option<u64>, jobs: Option<usize>
             cancel: &cancel,
             options: EngineOptions { sequential: threads == 1, max_rows: sample, ..EngineOptions::default() },
             audit_lines: Some(settings.audit.thresholds.max_lines),
+            persons: None,
         };
         match engine::process_stream(&job, input, |_, _| Ok(std::io::sink())) {
             Err(e) => {

@@ -27,3 +27,4 @@ pub mod sink;
 pub mod source;
 pub mod transform;
 mod ui;
+pub mod vault;

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::crypto::aead::DataKey;
@@ -14,9 +14,10 @@ use crate::keyring::Keyring;
 use crate::keystore::{self, DekRecord};
 use crate::manifest;
 use crate::report::{FileReport, FileStatus, OutputReport, Reporter, MAX_LISTED_REJECTS};
-use crate::settings::{ManifestKind, Settings, UnflaggedPii};
+use crate::settings::{ForgottenPolicy, ManifestKind, Settings, UnflaggedPii};
 use crate::sink::Sink;
 use crate::transform::engine::{self, DataKeySource, EngineError, EngineOptions, FileJob};
+use crate::transform::PersonKeySource;
 
 /// Data keys from the keyring's active KEK, recorded in the keystore
 /// before they are used.
@@ -42,6 +43,40 @@ impl DataKeySource for KeystoreKeys<'_> {
     }
 }
 
+/// Per-person data keys from the key vault (`[keys] dek_scope =
+/// "identity"`). Each chunk's new keys are committed to the vault before
+/// any of its values is encrypted, and made durable (fsynced) before the
+/// output is published, so no published token can lack its key.
+pub struct VaultKeys {
+    vault: Arc<crate::vault::Vault>,
+    new_key: bool,
+    keyring_path: PathBuf,
+}
+
+impl VaultKeys {
+    /// Keys from `vault`; `forgotten` says what a forgotten person's rows get.
+    pub fn new(vault: Arc<crate::vault::Vault>, forgotten: ForgottenPolicy, keyring_path: PathBuf) -> Self {
+        Self { vault, new_key: forgotten == ForgottenPolicy::NewKey, keyring_path }
+    }
+}
+
+impl PersonKeySource for VaultKeys {
+    fn person_keys(&self, persons: &[(String, String)]) -> Result<Vec<Option<Arc<DataKey>>>, String> {
+        let keys = self.vault.person_keys(persons, self.new_key, &self.keyring_path).map_err(|e| e.to_string())?;
+        Ok(keys
+            .into_iter()
+            .map(|k| match k {
+                crate::vault::PersonKey::Key(k) => Some(k),
+                crate::vault::PersonKey::Forgotten => None,
+            })
+            .collect())
+    }
+
+    fn sync(&self) -> Result<(), String> {
+        self.vault.sync().map_err(|e| e.to_string())
+    }
+}
+
 /// What every file of a run shares.
 pub struct Context<'a> {
     /// Checked configuration.
@@ -64,6 +99,8 @@ pub struct Context<'a> {
     pub options: EngineOptions,
     /// `[sink.pgp]`: outputs are OpenPGP-encrypted to this key.
     pub recipient: Option<&'a crate::sink::pgp::Recipient>,
+    /// Per-person keys (`[keys] dek_scope = "identity"`).
+    pub persons: Option<Arc<dyn PersonKeySource>>,
 }
 
 /// Hook called with (output names in part order, output header) before publishing.
@@ -140,6 +177,7 @@ fn run<'scope, 'env>(
         cancel: ctx.cancel,
         options,
         audit_lines: (s.audit.unflagged_pii != UnflaggedPii::Ignore).then_some(s.audit.thresholds.max_lines),
+        persons: ctx.persons.clone(),
     };
     let names = Mutex::new(Vec::<String>::new());
     let open = |part: usize,
@@ -223,6 +261,9 @@ fn run<'scope, 'env>(
         }
     }
 
+    if let Some(persons) = &ctx.persons {
+        persons.sync().map_err(|e| (FileStatus::Error, format!("key vault: {e}")))?;
+    }
     if let Some(hook) = before_publish {
         hook(&names, &outcome.columns).map_err(|e| (FileStatus::Error, e))?;
     }

@@ -99,6 +99,33 @@ struct RawKeys {
     kek_command: Option<String>,
     kek_id: Option<String>,
     previous_kek_commands: Option<std::collections::BTreeMap<String, String>>,
+    dek_scope: Option<DekScope>,
+    forgotten: Option<ForgottenPolicy>,
+    vault: Option<String>,
+}
+
+/// What one data key covers (`[keys] dek_scope`).
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DekScope {
+    /// One data key per output file (or part), recorded in the keystore.
+    #[default]
+    File,
+    /// One data key per pseudonymous identity, kept in the key vault, so
+    /// that destroying it (`piigate forget`) erases that person's values.
+    Identity,
+}
+
+/// What happens to an input row of a person who was forgotten
+/// (`[keys] forgotten`, with `dek_scope = "identity"`).
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForgottenPolicy {
+    /// The row is rejected (reason `forgotten`, by line number).
+    #[default]
+    Reject,
+    /// The person gets a fresh data key; their earlier tokens stay erased.
+    NewKey,
 }
 
 #[derive(Deserialize)]
@@ -389,6 +416,15 @@ pub struct Schema {
     pub columns: Vec<ColumnSpec>,
 }
 
+impl Schema {
+    /// The identity column of per-person keys: the `pseudonymize` column
+    /// whose `ct_name` is `"identity"`. Its normalized value names the
+    /// person; its pseudonym names the person's data key in the vault.
+    pub fn identity_column(&self) -> Option<&ColumnSpec> {
+        self.columns.iter().find(|c| c.action == Action::Pseudonymize && c.ct_name == "identity")
+    }
+}
+
 /// `[keys] kek_command` and `kek_id`: the active KEK comes from a command
 /// (a KMS or Vault CLI) instead of the keyring file.
 #[derive(Clone, Debug)]
@@ -412,6 +448,13 @@ pub struct Settings {
     pub keyring_from_env: bool,
     /// Keystore (JSON lines of wrapped data keys).
     pub keystore: PathBuf,
+    /// What one data key covers (`[keys] dek_scope`).
+    pub dek_scope: DekScope,
+    /// Rows of forgotten persons (`[keys] forgotten`).
+    pub forgotten: ForgottenPolicy,
+    /// The per-person key vault (SQLite; `[keys] vault`, default
+    /// `<state dir>/vault.sqlite`).
+    pub vault: PathBuf,
     /// The active KEK's command, when it does not live in the keyring file.
     pub kek_command: Option<KekCommand>,
     /// Earlier KEKs kept in a KMS (`[keys.previous_kek_commands]`, id =
@@ -517,6 +560,12 @@ impl Settings {
             Some(p) => resolve(p),
             None => state_dir.join("data-keys.jsonl"),
         };
+        let vault = match raw.keys.vault.as_deref() {
+            Some(p) => resolve(p),
+            None => state_dir.join("vault.sqlite"),
+        };
+        let dek_scope = raw.keys.dek_scope.unwrap_or_default();
+        let forgotten = raw.keys.forgotten.unwrap_or_default();
 
         let location = |section: &str,
                         kind: LocationKind,
@@ -649,11 +698,20 @@ impl Settings {
             thresholds.validate().map_err(|m| invalid("audit", m))?;
         }
         let audit = AuditSettings { unflagged_pii, thresholds };
+        if dek_scope == DekScope::Identity && schema.identity_column().is_none() {
+            return Err(invalid(
+                "keys.dek_scope",
+                "\"identity\" gives each person their own data key, named by their pseudonym: the schema needs a column with action = \"pseudonymize\" and ct_name = \"identity\" (the CleverTap identity); add one, or set dek_scope = \"file\"".into(),
+            ));
+        }
         Ok(Settings {
             config_path: path.to_owned(),
             keyring,
             keyring_from_env,
             keystore,
+            dek_scope,
+            forgotten,
+            vault,
             kek_command,
             previous_kek_commands,
             source,

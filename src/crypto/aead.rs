@@ -59,6 +59,18 @@ pub fn random_nonce() -> [u8; NONCE_LEN] {
     n
 }
 
+/// Draws a fresh 32-byte data key from the thread's CSPRNG (ChaCha20,
+/// seeded from the operating system), like [`random_nonce`]: per-person keys
+/// are made by the thousand per second, too many for one getrandom(2) call
+/// each.
+pub fn random_dek() -> Dek {
+    let mut bytes = [0u8; KEY_LEN];
+    NONCE_RNG.with(|r| r.borrow_mut().fill_bytes(&mut bytes));
+    let dek = Dek::from_bytes(bytes);
+    zeroize::Zeroize::zeroize(&mut bytes);
+    dek
+}
+
 /// Wraps `dek` under `kek` with the given nonce. Returns ciphertext‖tag
 /// (48 bytes).
 pub fn wrap_dek(kek: &Kek, dek_id: &DekId, dek: &Dek, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
@@ -150,6 +162,23 @@ impl DataKey {
         out.resize(start + enc_len, 0);
         let written = B64URL.encode_slice(&scratch[..], &mut out[start..]).expect("buffer sized by encoded_len");
         out.truncate(start + written);
+    }
+
+    /// Seals `plaintext` under associated data `ad` with a fresh random
+    /// nonce. Returns nonce (12 bytes) ‖ ciphertext ‖ tag (16 bytes): the
+    /// layout of a token's payload, without its text encoding. (The vault
+    /// stores each person's identity this way.)
+    pub fn seal(&self, ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let nonce = random_nonce();
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), ad, &mut out[NONCE_LEN..])
+            .expect("AES-GCM plaintext limit is far above any identity");
+        out.extend_from_slice(&tag);
+        out
     }
 
     /// Decrypts the payload of a parsed token (see [`parse_token`]).

@@ -206,6 +206,10 @@ pub struct FileJob<'a> {
     pub options: EngineOptions,
     /// Scan `keep` columns for unflagged PII, listing this many lines per finding.
     pub audit_lines: Option<usize>,
+    /// Per-person data keys (`[keys] dek_scope = "identity"`): each row's
+    /// `encrypt` columns are sealed under its person's key; the file's own
+    /// data key then only names the output.
+    pub persons: Option<Arc<dyn super::PersonKeySource>>,
 }
 
 /// One output part as the engine finished it: the writer `open_output`
@@ -392,14 +396,19 @@ pub fn process_stream<W: Write + Send>(
     rdr.get_mut().get_mut().line_at(header_start);
     let plan = Plan::new(job.schema, &header)?;
     let columns: Vec<String> = plan.output_names().map(str::to_owned).collect();
-    let encrypt_cols = plan.encrypt_columns() as u64;
+    let mut encrypt_cols = plan.encrypt_columns() as u64;
     if let (Some(col), None) = (plan.deterministic_columns().next(), job.deterministic) {
         return Err(EngineError::Key(format!(
             "column {col:?} is encrypt-deterministic but the keyring has no deterministic_key; add one with `piigate keys add-deterministic-key`"
         )));
     }
-    let mut transformer =
-        Transformer::new(plan, job.pseudonymizer.clone(), job.schema).with_deterministic(job.deterministic.cloned());
+    let mut transformer = Transformer::new(plan, job.pseudonymizer.clone(), job.schema)
+        .with_deterministic(job.deterministic.cloned())
+        .with_person_keys(job.persons.clone());
+    if transformer.per_person() {
+        // Person keys carry the values; the file's key encrypts none.
+        encrypt_cols = 0;
+    }
     if let Some(lines) = job.audit_lines {
         transformer = transformer.with_audit(lines);
     }
@@ -531,6 +540,9 @@ pub fn process_stream<W: Write + Send>(
                     }
                 }
                 while let Some((mut res, chunk, part, key)) = pending.remove(&next_write) {
+                    if let Some(e) = res.error.take() {
+                        return Err(EngineError::Key(e));
+                    }
                     outcome.rows_read += res.rows;
                     outcome.rows_written += res.written;
                     outcome.values_encrypted += res.encrypted;
@@ -625,7 +637,10 @@ fn place<W>(
     let mut records = records;
     let again = |ks: &mut KeyState<'_>, records: &[ByteRecord]| -> Result<Placed, EngineError> {
         ks.reserve(records.len() as u64 * encrypt_cols)?;
-        let out = transformer.transform_chunk(records, &ks.key);
+        let mut out = transformer.transform_chunk(records, &ks.key);
+        if let Some(e) = out.error.take() {
+            return Err(EngineError::Key(e));
+        }
         Ok(Placed { bytes: out.bytes, rows: out.written, part: ks.part, key: ks.key.clone() })
     };
     if chunk.part != ks.part {
@@ -827,6 +842,7 @@ name = "n"
             },
             audit_lines: None,
             deterministic: None,
+            persons: None,
         };
         let mut opened = Vec::new();
         let (outcome, parts) = process_stream(&job, input.as_bytes(), |part, id| {
@@ -895,6 +911,7 @@ name = "n"
                 max_part_bytes: None,
             },
             audit_lines: None,
+            persons: None,
         };
         let (outcome, parts) = process_stream(&job, input.as_bytes(), |_, _| Ok(Vec::new())).unwrap();
         assert_eq!(parts.len(), 1);

@@ -8,6 +8,7 @@ pub mod normalize;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use csv::ByteRecord;
 
@@ -93,6 +94,12 @@ pub enum RejectReason {
         /// 1-based input column number.
         index: usize,
     },
+    /// The row's person was forgotten (`piigate forget`) and `[keys]
+    /// forgotten = "reject"`.
+    Forgotten {
+        /// Output name of the identity column.
+        column: String,
+    },
 }
 
 impl fmt::Display for RejectReason {
@@ -115,6 +122,9 @@ impl fmt::Display for RejectReason {
             }
             RejectReason::NotAPhone { column, index } => {
                 write!(f, "column {column:?} (column {index}): not a possible phone number")
+            }
+            RejectReason::Forgotten { column } => {
+                write!(f, "output column {column:?}: this person was forgotten (`piigate forget`) and [keys] forgotten = \"reject\"")
             }
         }
     }
@@ -255,8 +265,30 @@ impl Plan {
     }
 }
 
+/// Per-person data keys (`[keys] dek_scope = "identity"`): the key vault
+/// in production.
+pub trait PersonKeySource: Send + Sync {
+    /// The data keys of one chunk's persons, given as (pseudonym,
+    /// normalized identity) pairs, in the same order; `None` for a person
+    /// who was forgotten and whose rows are rejected. Keys made here must
+    /// be committed before this returns ([`PersonKeySource::sync`] makes them durable).
+    ///
+    /// # Errors
+    /// Whatever the store fails with, as text (the file then fails).
+    fn person_keys(&self, persons: &[(String, String)]) -> Result<Vec<Option<Arc<DataKey>>>, String>;
+
+    /// Makes every key handed out so far durable (called before an output
+    /// is published).
+    ///
+    /// # Errors
+    /// Whatever the store fails with, as text (nothing is published).
+    fn sync(&self) -> Result<(), String>;
+}
+
 /// The per-record transform for one file; shared by worker threads.
 pub struct Transformer {
+    /// Per-person keys and the index (in `plan.columns`) of the identity column.
+    persons: Option<(Arc<dyn PersonKeySource>, usize)>,
     plan: Plan,
     /// `keep` columns scanned for unflagged PII: (input index, input name).
     scan: Vec<(usize, String)>,
@@ -334,6 +366,8 @@ pub struct ChunkOutput {
     pub encrypted: u64,
     /// One scanner per audited `keep` column.
     pub scanners: Vec<crate::audit::scan::ColumnScanner>,
+    /// The per-person key store failed: the file must fail.
+    pub error: Option<String>,
 }
 
 impl Transformer {
@@ -347,6 +381,7 @@ impl Transformer {
             .collect();
         let shared_inputs = costly.iter().copied().filter(|i| costly.iter().filter(|j| *j == i).count() > 1).collect();
         Self {
+            persons: None,
             plan,
             scan: Vec::new(),
             scan_lines: 5,
@@ -356,6 +391,38 @@ impl Transformer {
             prefix: schema.pseudonym_prefix.clone(),
             region: schema.default_region,
         }
+    }
+
+    /// Encrypts each row under its person's key from `source`, the person
+    /// being named by the pseudonym of the schema's identity column (the
+    /// `pseudonymize` column with `ct_name = "identity"`). Without such a
+    /// column in the plan, nothing changes.
+    pub fn with_person_keys(mut self, source: Option<Arc<dyn PersonKeySource>>) -> Self {
+        let idx = self.plan.columns.iter().position(|c| c.identity && c.action == Action::Pseudonymize);
+        self.persons = source.zip(idx);
+        self
+    }
+
+    /// Whether rows are encrypted under per-person keys.
+    pub fn per_person(&self) -> bool {
+        self.persons.is_some()
+    }
+
+    /// The pseudonym and normalized identity of a record, when its identity
+    /// cell is valid and not empty.
+    fn person_of(&self, rec: &ByteRecord, whole: Option<&str>, col: usize) -> Option<(String, String)> {
+        let c = &self.plan.columns[col];
+        if rec.len() != self.plan.input_width {
+            return None;
+        }
+        let text = field_str(rec, whole, c.input_index)?;
+        let value = normalize::normalize(c.normalize, text, self.region).ok()?;
+        if value.is_empty() {
+            return None;
+        }
+        let mut p = self.prefix.as_bytes().to_vec();
+        self.pseudonymizer.pseudonym_into(value.as_bytes(), &mut p);
+        Some((String::from_utf8(p).ok()?, value.into_owned()))
     }
 
     /// Uses `cipher` for `encrypt-deterministic` columns.
@@ -398,13 +465,50 @@ impl Transformer {
             .map(|(_, name)| crate::audit::scan::ColumnScanner::new(name, self.region, self.scan_lines))
             .collect();
         let mut bufs = Buffers { cell: Vec::with_capacity(256), scratch: Vec::with_capacity(256), memo: Vec::new() };
+        // Per-person keys: every person of the chunk in one look-up.
+        let mut row_keys: Vec<Option<Option<Arc<DataKey>>>> = Vec::new();
+        if let Some((source, col)) = &self.persons {
+            let mut persons = Vec::with_capacity(records.len());
+            let mut which = Vec::with_capacity(records.len());
+            for rec in records {
+                let whole = std::str::from_utf8(rec.as_slice()).ok();
+                match self.person_of(rec, whole, *col) {
+                    Some(p) => {
+                        which.push(Some(persons.len()));
+                        persons.push(p);
+                    }
+                    None => which.push(None),
+                }
+            }
+            match source.person_keys(&persons) {
+                Ok(keys) => row_keys = which.into_iter().map(|w| w.map(|i| keys[i].clone())).collect(),
+                Err(e) => {
+                    out.error = Some(e);
+                    return out;
+                }
+            }
+        }
         {
             let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(&mut out.bytes);
-            for rec in records {
+            for (n, rec) in records.iter().enumerate() {
                 out.rows += 1;
                 row.clear();
                 let whole = std::str::from_utf8(rec.as_slice()).ok();
-                match self.transform_record(rec, whole, key, &mut row, &mut bufs, &mut out.encrypted) {
+                // A row without a person (its identity is empty or invalid)
+                // is rejected by the identity check below.
+                let result = match row_keys.get(n) {
+                    Some(Some(None)) => Err(RejectReason::Forgotten {
+                        column: self
+                            .persons
+                            .as_ref()
+                            .map_or_else(String::new, |(_, c)| self.plan.columns[*c].name.clone()),
+                    }),
+                    Some(Some(Some(k))) => {
+                        self.transform_record(rec, whole, k, &mut row, &mut bufs, &mut out.encrypted)
+                    }
+                    _ => self.transform_record(rec, whole, key, &mut row, &mut bufs, &mut out.encrypted),
+                };
+                match result {
                     Ok(()) => {
                         // Writing to a Vec cannot fail.
                         let _ = w.write_byte_record(&row);

@@ -7,6 +7,7 @@ mod deterministic;
 mod job;
 mod keys;
 mod parts;
+mod persons;
 mod pgp;
 mod process;
 mod sftp;

@@ -2,7 +2,7 @@
 """Independent verifier of a piigate output CSV (see docs/FORMAT.md).
 
     python3 tests/vectors/verify_output.py --config CFG.toml --input IN.csv \
-        --output OUT.csv [--rejected-lines 5,9] [--keyring PATH] [--keystore PATH]
+        --output OUT.csv [--rejected-lines 5,9] [--keyring PATH] [--keystore PATH] [--vault PATH]
 
 Unwraps the data keys from the keyring and keystore, then checks every output
 row against its input row, column by column, following the schema in the
@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import re
+import sqlite3
 import sys
 import tomllib
 import unicodedata
@@ -235,6 +236,38 @@ def load_deks(path, keks):
     return deks, bad
 
 
+def load_vault(path, keks, pkey, deks, bad):
+    """Adds the per-person keys of the key vault (SQLite, dek_scope = "identity")
+    to `deks`, checking that each stored identity decrypts under its person's key
+    and recomputes to its pseudonym. Returns {dek_id: pseudonym}."""
+    import sqlite3
+    persons = {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT pseudonym, dek_id, kek_id, nonce, wrapped, identity FROM persons").fetchall()
+    finally:
+        db.close()
+    for pseudo, dek_id, kek_id, nonce, wrapped, sealed in rows:
+        try:
+            if kek_id not in keks:
+                raise FormatError("unknown-kek")
+            dek = unwrap_dek(keks[kek_id], dek_id, bytes(nonce), bytes(wrapped))
+        except (FormatError, KeyError, TypeError) as e:
+            bad.setdefault(dek_id, f"vault person key: {getattr(e, 'kind', 'malformed')}")
+            continue
+        sealed = bytes(sealed)
+        try:
+            identity = AESGCM(dek).decrypt(sealed[:12], sealed[12:], b"piigate:identity:v1:" + pseudo.encode())
+        except InvalidTag:
+            raise ConfigError(f"vault: the identity of person key {dek_id} does not decrypt") from None
+        prefix = pseudo[: len(pseudo) - 26]
+        if pseudonym(pkey, prefix, identity.decode("utf-8")) != pseudo:
+            raise ConfigError(f"vault: the identity of person key {dek_id} does not give its pseudonym")
+        deks[dek_id] = dek
+        persons[dek_id] = pseudo
+    return persons
+
+
 def read_csv(path, delimiter):
     """Yields (start_line, fields) per record; start_line is the 1-based physical
     line on which the record begins (csv.reader.line_num is where it ends)."""
@@ -260,7 +293,7 @@ def read_csv(path, delimiter):
 
 # --- verification ---------------------------------------------------------
 
-def verify(cfg, keks, pkey, deks, bad_deks, input_path, output_path, rejected, report, dkey=None):
+def verify(cfg, keks, pkey, deks, bad_deks, input_path, output_path, rejected, report, dkey=None, persons=None):
     schema = cfg.get("schema", {})
     prefix = schema.get("pseudonym_prefix", "")
     region = schema.get("default_region")
@@ -306,6 +339,16 @@ def verify(cfg, keks, pkey, deks, bad_deks, input_path, output_path, rejected, r
         if len(row) != len(out_header):
             report(line, "-", "output row has the wrong number of fields")
             continue
+        person = None
+        if persons:
+            for col in kept:
+                if col.get("action") == "pseudonymize" and col.get("ct_name", col["name"]) == "identity":
+                    src = in_index.get(col.get("from", col["name"]))
+                    try:
+                        v = normalize(fields[src], col.get("normalize", "none"), region)
+                        person = pseudonym(pkey, prefix, v) if v else None
+                    except (FormatError, IndexError, TypeError):
+                        person = None
         for j, col in enumerate(kept):
             name, action = col["name"], col.get("action", "keep")
             src = in_index.get(col.get("from", name))
@@ -334,6 +377,8 @@ def verify(cfg, keks, pkey, deks, bad_deks, input_path, output_path, rejected, r
                     continue
                 stats["tokens"] += 1
                 stats["dek_ids"].add(dek_id)
+                if persons and persons.get(dek_id) != person:
+                    report(line, name, "token is not under the data key of this row's person")
                 if (dek_id, nonce) in nonces:
                     report(line, name, "nonce reused under the same data key")
                 nonces.add((dek_id, nonce))
@@ -379,6 +424,7 @@ def main(argv=None):
                     help="comma-separated 1-based physical line numbers where rejected input records start")
     ap.add_argument("--keyring", type=Path, help="overrides PIIGATE_KEYRING and [keys] keyring")
     ap.add_argument("--keystore", type=Path, help="overrides [keys] keystore")
+    ap.add_argument("--vault", type=Path, help="overrides [keys] vault (per-person keys)")
     args = ap.parse_args(argv)
     csv.field_size_limit(2**31 - 1)
 
@@ -401,8 +447,13 @@ def main(argv=None):
             external = (keys["kek_id"], run_kek_command(keys["kek_command"], base))
         previous = [(kid, run_kek_command(cmd, base)) for kid, cmd in keys.get("previous_kek_commands", {}).items()]
         keks, pkey, dkey = load_keyring(keyring, external, previous)
-        deks, bad = load_deks(keystore, keks)
-    except (OSError, ConfigError, tomllib.TOMLDecodeError) as e:
+        deks, bad = load_deks(keystore, keks) if Path(keystore).exists() else ({}, {})
+        persons = None
+        if keys.get("dek_scope") == "identity":
+            state = base / cfg.get("state", {}).get("dir", "state")
+            vault = args.vault or (keys.get("vault") and base / keys["vault"]) or state / "vault.sqlite"
+            persons = load_vault(vault, keks, pkey, deks, bad)
+    except (OSError, ConfigError, tomllib.TOMLDecodeError, sqlite3.Error) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -411,7 +462,7 @@ def main(argv=None):
     def report(line, column, what):
         problems.append(f"input line {line}, column {column}: {what}")
 
-    stats = verify(cfg, keks, pkey, deks, bad, args.input, args.output, rejected, report, dkey)
+    stats = verify(cfg, keks, pkey, deks, bad, args.input, args.output, rejected, report, dkey, persons)
     for p in problems[:100]:
         print(p)
     if len(problems) > 100:

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Per-person keys benchmark: `piigate process` with [keys] dek_scope = "identity"
+# into a key vault pre-filled with millions of persons, against dek_scope = "file".
+#
+#   scripts/bench_vault.sh [--rows N] [--prefill N] [--runs N] [--bin PATH]
+#
+# What it does (everything lands under target/bench-vault/):
+#  1. cargo build --release --locked.
+#  2. Uses target/bench/profiles-N.csv (scripts/bench.sh's cache) or generates it
+#     with scripts/gen_profiles.py --seed 1 (about 228 bytes per row, every row a
+#     new person).
+#  3. Makes a fresh keyring and two configs from scripts/bench/bench.toml: one as
+#     it is (dek_scope = "file"), one with dek_scope = "identity".
+#  4. Pre-fills a vault template with --prefill persons: piigate creates the vault
+#     (schema and pragmas) on a 1-row file, then sqlite3 inserts filler rows
+#     directly (random pseudonyms, dek_ids, nonces, wrapped keys and identities:
+#     the right shapes and sizes, but not keys anything can unwrap, so never run
+#     `keys rewrap` on such a vault).
+#  5. Times, as the median of --runs runs (default 3) under GNU time, the
+#     file-scope run and the identity-scope run; before each identity run the
+#     template is copied fresh, so every run adds N new persons to a vault of
+#     --prefill persons.
+#
+# Options: --rows N (default 1000000), --prefill N (default 10000000), --runs N,
+# --bin PATH (time this piigate binary instead of building the release one).
+# Needs: cargo, python3, sqlite3 (the CLI), GNU time at /usr/bin/time.
+set -euo pipefail
+
+die() { echo "bench_vault.sh: error: $*" >&2; exit 1; }
+say() { echo "bench_vault.sh: $*" >&2; }
+
+ROWS=1000000
+PREFILL=10000000
+RUNS=3
+BIN=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rows) ROWS=$2; shift 2 ;;
+        --prefill) PREFILL=$2; shift 2 ;;
+        --runs) RUNS=$2; shift 2 ;;
+        --bin) BIN=$(realpath "$2"); shift 2 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+done
+command -v sqlite3 >/dev/null || die "needs the sqlite3 command-line shell (apt-get install sqlite3)"
+[ -x /usr/bin/time ] || die "needs GNU time at /usr/bin/time (apt-get install time)"
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ -z "$BIN" ]; then
+    cargo build --release --locked --quiet
+    BIN=$PWD/target/release/piigate
+fi
+B=$PWD/target/bench-vault
+mkdir -p "$B" target/bench
+IN=target/bench/profiles-$ROWS.csv
+if [ ! -s "$IN" ]; then
+    say "generating $IN"
+    python3 scripts/gen_profiles.py --rows "$ROWS" --seed 1 -o "$IN"
+fi
+IN=$PWD/$IN
+
+rm -rf "$B/keys" "$B/state-file" "$B/state-id" "$B/out" "$B/vault-template.sqlite"*
+"$BIN" --quiet keygen --keyring "$B/keys/keyring.toml"
+{ cat scripts/bench/bench.toml; printf '\n[state]\ndir = "state-file"\n'; } > "$B/file.toml"
+{ sed 's/^\[keys\]$/[keys]\ndek_scope = "identity"/' scripts/bench/bench.toml; printf '\n[state]\ndir = "state-id"\n'; } > "$B/identity.toml"
+grep -q 'dek_scope = "identity"' "$B/identity.toml" || die "could not set dek_scope in $B/identity.toml"
+
+say "creating a vault of $PREFILL persons"
+head -2 "$IN" > "$B/one.csv"
+"$BIN" --quiet process --config "$B/identity.toml" -o "$B/out" "$B/one.csv"
+KEK=$(sqlite3 "$B/state-id/vault.sqlite" "SELECT kek_id FROM persons LIMIT 1")
+T0=$(date +%s)
+sqlite3 "$B/state-id/vault.sqlite" >/dev/null <<SQL
+PRAGMA journal_mode = DELETE;
+PRAGMA synchronous = OFF;
+PRAGMA cache_size = -2000000;
+BEGIN;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $PREFILL)
+INSERT INTO persons (pseudonym, dek_id, kek_id, nonce, wrapped, identity, created)
+SELECT 'u_' || substr(lower(hex(randomblob(16))), 1, 26), lower(hex(randomblob(8))), '$KEK',
+       randomblob(12), randomblob(48), randomblob(12 + 24 + 16), '2026-01-01T00:00:00Z' FROM n;
+COMMIT;
+PRAGMA journal_mode = WAL;
+SQL
+say "pre-filled in $(( $(date +%s) - T0 )) s: $(sqlite3 "$B/state-id/vault.sqlite" 'SELECT count(*) FROM persons') persons, $(du -h "$B/state-id/vault.sqlite" | cut -f1)"
+mv "$B/state-id/vault.sqlite" "$B/vault-template.sqlite"
+rm -f "$B/state-id/vault.sqlite-wal" "$B/state-id/vault.sqlite-shm"
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+measure() { # name config
+    local name=$1 cfg=$2 walls=() rss=()
+    for i in $(seq "$RUNS"); do
+        rm -rf "$B/out"
+        if [ "$name" = identity ]; then
+            cp "$B/vault-template.sqlite" "$B/state-id/vault.sqlite"
+            rm -f "$B/state-id/vault.sqlite-wal" "$B/state-id/vault.sqlite-shm"
+            sync
+        fi
+        /usr/bin/time -f '%e %M' -o "$B/time.txt" "$BIN" --quiet --progress never process --config "$cfg" -o "$B/out" "$IN"
+        read -r wall kb < "$B/time.txt"
+        say "$name run $i: $wall s, $((kb / 1024)) MB"
+        walls+=("$wall"); rss+=("$kb")
+    done
+    W=$(printf '%s\n' "${walls[@]}" | median)
+    R=$(printf '%s\n' "${rss[@]}" | median)
+    printf '%s\t%s\t%s\n' "$name" "$W" "$R" >> "$B/results.tsv"
+}
+: > "$B/results.tsv"
+measure file "$B/file.toml"
+measure identity "$B/identity.toml"
+AFTER=$(sqlite3 "$B/state-id/vault.sqlite" 'SELECT count(*) FROM persons')
+
+echo
+echo "| dek_scope | vault persons before | rows | median wall s | rows/s | peak RSS MB |"
+echo "|---|---:|---:|---:|---:|---:|"
+while IFS=$'\t' read -r name wall kb; do
+    before=-; [ "$name" = identity ] && before=$PREFILL
+    printf '| %s | %s | %s | %s | %.0f | %.1f |\n' "$name" "$before" "$ROWS" "$wall" "$(echo "$ROWS / $wall" | bc -l)" "$(echo "$kb / 1024" | bc -l)"
+done < "$B/results.tsv"
+FW=$(awk -F'\t' '$1=="file"{print $2}' "$B/results.tsv")
+IW=$(awk -F'\t' '$1=="identity"{print $2}' "$B/results.tsv")
+echo
+echo "identity / file throughput: $(echo "scale=2; $FW / $IW" | bc -l) (target: at least 0.5); vault after the last run: $AFTER persons"
+echo "command: scripts/bench_vault.sh --rows $ROWS --prefill $PREFILL --runs $RUNS; binary $BIN; $(nproc) cores, $(git rev-parse --short HEAD)"

@@ -1,0 +1,693 @@
+//! The per-person key vault (`[keys] dek_scope = "identity"`): one data key
+//! per pseudonymous identity, in an SQLite database under the state dir.
+//!
+//! ```sql
+//! CREATE TABLE persons (
+//!   pseudonym TEXT PRIMARY KEY,      -- the identity's pseudonym (prefix included)
+//!   dek_id    TEXT NOT NULL UNIQUE,  -- 16 lowercase hex: names the key in pg1 tokens
+//!   kek_id    TEXT NOT NULL,         -- the KEK that wraps the key
+//!   nonce     BLOB NOT NULL,         -- 12-byte wrapping nonce
+//!   wrapped   BLOB NOT NULL,         -- AES-256-GCM(KEK, DEK, ad = "piigate:dek:v1:" || dek_id): 48 bytes
+//!   identity  BLOB NOT NULL,         -- nonce(12) || AES-256-GCM(DEK, identity, ad = "piigate:identity:v1:" || pseudonym)
+//!   created   TEXT NOT NULL          -- RFC 3339 UTC
+//! ) WITHOUT ROWID;
+//! CREATE TABLE forgotten (
+//!   pseudonym TEXT PRIMARY KEY,      -- never the identity
+//!   forgotten TEXT NOT NULL          -- RFC 3339 UTC
+//! ) WITHOUT ROWID;
+//! ```
+//!
+//! The wrapping is exactly that of keystore records (`docs/FORMAT.md`), so
+//! `keys rewrap`, `status` and `retire` cover vault keys the same way.
+//! `forget` deletes the person's row with `secure_delete` on and then
+//! checkpoints and truncates the write-ahead log, so the wrapped key is
+//! overwritten in the database file and gone from the log.
+//!
+//! One [`Vault`] serializes its statements through one connection; other
+//! processes wait for SQLite's lock (busy timeout 30 s).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::crypto::aead::{self, DataKey};
+use crate::crypto::keys::{DekId, Kek, KekId};
+use crate::crypto::CryptoError;
+use crate::keyring::Keyring;
+
+/// Domain-separation label of the associated data of a stored identity,
+/// followed by the pseudonym.
+pub const IDENTITY_LABEL: &str = "piigate:identity:v1:";
+/// `PRAGMA user_version` of the vault schema this piigate writes.
+pub const VAULT_VERSION: i64 = 1;
+/// Pseudonyms per SQL statement (SQLite allows 32,766 parameters).
+const BATCH: usize = 500;
+/// Chunks whose new persons share one write transaction: a random insert
+/// into a B-tree of millions of persons dirties one page per person, so a
+/// commit per chunk would write each page again and again.
+const CHUNKS_PER_COMMIT: usize = 64;
+/// Unwrapped person keys kept in memory per vault (each about 1 KB with
+/// the expanded AES key schedule).
+const CACHE_KEYS: usize = 16_384;
+
+/// Vault errors. They name the vault and the pseudonym or dek_id, never
+/// an identity.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// SQLite failed.
+    #[error("key vault {path}: {message}")]
+    Sql {
+        /// Vault path.
+        path: PathBuf,
+        /// SQLite's message.
+        message: String,
+    },
+    /// The vault does not exist.
+    #[error("key vault {0} does not exist: no per-person key was ever made with this config (is [keys] vault or [state] dir right?)")]
+    Missing(PathBuf),
+    /// A person key's KEK is not in the keyring.
+    #[error("person key {dek_id} is wrapped by KEK {kek_id}, which keyring {keyring} does not hold; restore that KEK into the keyring (or use the keyring it was made with)")]
+    MissingKek {
+        /// Keyring path.
+        keyring: PathBuf,
+        /// The dek_id.
+        dek_id: String,
+        /// The KEK id.
+        kek_id: String,
+    },
+    /// A new person key would be wrapped under a retired KEK.
+    #[error("a new person key would be wrapped by KEK {kek_id}, which was retired after this piigate loaded its keyring; restart it so that it loads the current keyring")]
+    RetiredKek {
+        /// The KEK id.
+        kek_id: String,
+    },
+    /// Unwrapping or decrypting failed.
+    #[error("person key {dek_id}: {source}")]
+    Crypto {
+        /// The dek_id.
+        dek_id: String,
+        /// Cause.
+        source: CryptoError,
+    },
+}
+
+/// One stored person key, as in the `persons` table (identity left out).
+#[derive(Clone)]
+pub struct PersonRecord {
+    /// The pseudonym.
+    pub pseudonym: String,
+    /// 16 lowercase hex characters.
+    pub dek_id: String,
+    /// The KEK that wraps it.
+    pub kek_id: String,
+    /// 12-byte wrapping nonce.
+    pub nonce: Vec<u8>,
+    /// 48 bytes: ciphertext‖tag of the DEK.
+    pub wrapped: Vec<u8>,
+}
+
+/// The outcome of looking up one person while processing.
+#[derive(Clone)]
+pub enum PersonKey {
+    /// The person's data key (made now if they had none).
+    Key(Arc<DataKey>),
+    /// The person was forgotten and `[keys] forgotten = "reject"`.
+    Forgotten,
+}
+
+/// What [`Vault::forget`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ForgetSummary {
+    /// Persons whose key was destroyed now.
+    pub forgotten: usize,
+    /// Pseudonyms with no key (never seen): listed as forgotten all the same.
+    pub unknown: usize,
+    /// Pseudonyms that were already forgotten and had no key.
+    pub already: usize,
+    /// Whether the write-ahead log was checkpointed and truncated (false
+    /// when another process kept reading the vault throughout SQLite's
+    /// busy timeout: the deleted rows' old pages may then remain in the
+    /// log until the next checkpoint).
+    pub log_truncated: bool,
+}
+
+/// What [`Vault::rewrap`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VaultRewrap {
+    /// Person keys in the vault.
+    pub keys: usize,
+    /// Person keys wrapped again under the active KEK.
+    pub rewrapped: usize,
+    /// Rewrapped keys per KEK that wrapped them before.
+    pub from: BTreeMap<String, usize>,
+}
+
+/// The outcome of [`Vault::reveal`] for one pseudonym.
+pub enum Revealed {
+    /// The identity (normalized, as it was pseudonymized).
+    Identity(String),
+    /// The person was forgotten: their key is destroyed.
+    Forgotten,
+    /// No such person in the vault.
+    Unknown,
+}
+
+/// An open key vault.
+pub struct Vault {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    keks: BTreeMap<KekId, Kek>,
+    active: (KekId, Kek),
+    retired_file: Option<PathBuf>,
+    cache: Mutex<HashMap<String, Arc<DataKey>>>,
+    /// Chunks written in the open write transaction (under the connection lock).
+    pending: std::sync::atomic::AtomicUsize,
+}
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> VaultError + '_ {
+    move |e| VaultError::Sql { path: path.to_owned(), message: e.to_string() }
+}
+
+/// Whether a vault exists at `path`.
+pub fn exists(path: &Path) -> bool {
+    path.is_file()
+}
+
+impl Vault {
+    /// Opens the vault at `path` with the keyring's KEKs, creating it (mode
+    /// 0600, and its folder) when `create` is set. `retired_file` lists
+    /// KEK ids that `keys retire` removed (the keystore's `.retired` file):
+    /// no new person key is wrapped under one of them.
+    ///
+    /// # Errors
+    /// [`VaultError::Missing`] without `create`, [`VaultError::Sql`].
+    pub fn open(
+        path: &Path,
+        keyring: &Keyring,
+        create: bool,
+        retired_file: Option<PathBuf>,
+    ) -> Result<Self, VaultError> {
+        let err = sql_err(path);
+        let io = |e: std::io::Error| VaultError::Sql { path: path.to_owned(), message: e.to_string() };
+        if !path.exists() {
+            if !create {
+                return Err(VaultError::Missing(path.to_owned()));
+            }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            // An empty file is an empty SQLite database; creating it first
+            // sets its mode (SQLite gives its -wal and -shm files the same).
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            opts.open(path).map_err(io)?;
+        }
+        let conn = Connection::open(path).map_err(&err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(&err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA secure_delete = ON;
+             PRAGMA cache_size = -65536;
+             PRAGMA mmap_size = 4294967296;",
+        )
+        .map_err(&err)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(&err)?;
+        if version > VAULT_VERSION {
+            return Err(VaultError::Sql {
+                path: path.to_owned(),
+                message: format!(
+                    "vault version {version} is newer than this piigate reads ({VAULT_VERSION}); upgrade piigate"
+                ),
+            });
+        }
+        if version < VAULT_VERSION {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS persons (
+                   pseudonym TEXT PRIMARY KEY,
+                   dek_id    TEXT NOT NULL UNIQUE,
+                   kek_id    TEXT NOT NULL,
+                   nonce     BLOB NOT NULL,
+                   wrapped   BLOB NOT NULL,
+                   identity  BLOB NOT NULL,
+                   created   TEXT NOT NULL
+                 ) WITHOUT ROWID;
+                 CREATE TABLE IF NOT EXISTS forgotten (
+                   pseudonym TEXT PRIMARY KEY,
+                   forgotten TEXT NOT NULL
+                 ) WITHOUT ROWID;
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )
+            .map_err(&err)?;
+        }
+        let keks = keyring.kek_ids().filter_map(|id| keyring.kek(id).map(|k| (id.clone(), k.clone()))).collect();
+        let (aid, akek) = keyring.active();
+        Ok(Self {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+            keks,
+            active: (aid.clone(), akek.clone()),
+            retired_file,
+            cache: Mutex::new(HashMap::new()),
+            pending: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// The vault's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn unwrap(&self, rec: &PersonRecord, keyring_path: &Path) -> Result<DataKey, VaultError> {
+        let crypto = |source| VaultError::Crypto { dek_id: rec.dek_id.clone(), source };
+        let dek_id: DekId = rec.dek_id.parse().map_err(crypto)?;
+        let kek = rec.kek_id.parse::<KekId>().ok().and_then(|id| self.keks.get(&id)).ok_or_else(|| {
+            VaultError::MissingKek {
+                keyring: keyring_path.to_owned(),
+                dek_id: rec.dek_id.clone(),
+                kek_id: rec.kek_id.clone(),
+            }
+        })?;
+        let dek = aead::unwrap_dek(kek, &dek_id, &rec.nonce, &rec.wrapped).map_err(crypto)?;
+        Ok(DataKey::new(dek_id, &dek))
+    }
+
+    /// Makes every committed change durable: checkpoints the write-ahead
+    /// log, which SQLite fsyncs first (`synchronous = NORMAL` does not
+    /// fsync each commit). Called before an output is published, so no
+    /// published token can outlive a crash of its key.
+    ///
+    /// # Errors
+    /// [`VaultError::Sql`].
+    pub fn sync(&self) -> Result<(), VaultError> {
+        let err = sql_err(&self.path);
+        let conn = self.conn();
+        if !conn.is_autocommit() {
+            conn.execute_batch("COMMIT").map_err(&err)?;
+            self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(&err)
+    }
+
+    /// The data keys of the persons of one chunk, made and stored for
+    /// those who have none yet: inserted in a write transaction that spans
+    /// up to [`CHUNKS_PER_COMMIT`] chunks and is committed, and made
+    /// durable, by [`Vault::sync`] (before an output is published). `persons` are (pseudonym, normalized identity) pairs;
+    /// the result is in the same order. A forgotten person gets
+    /// [`PersonKey::Forgotten`] under `reject`, and a fresh key under
+    /// `new_key`.
+    ///
+    /// Lookups are one read per [`BATCH`] pseudonyms; new persons are
+    /// inserted in one write transaction per call.
+    ///
+    /// # Errors
+    /// [`VaultError`]; the file then fails (nothing is published).
+    pub fn person_keys(
+        &self,
+        persons: &[(String, String)],
+        new_key: bool,
+        keyring_path: &Path,
+    ) -> Result<Vec<PersonKey>, VaultError> {
+        let err = sql_err(&self.path);
+        let mut found: HashMap<String, PersonKey> = HashMap::with_capacity(persons.len());
+        {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            for (p, _) in persons {
+                if let Some(k) = cache.get(p) {
+                    found.insert(p.clone(), PersonKey::Key(k.clone()));
+                }
+            }
+        }
+        let mut wanted: Vec<&str> = Vec::new();
+        let mut seen = HashSet::new();
+        for (p, _) in persons {
+            if !found.contains_key(p) && seen.insert(p.as_str()) {
+                wanted.push(p);
+            }
+        }
+        // 1. One read per batch; unwrap outside the lock.
+        let mut records = Vec::new();
+        if !wanted.is_empty() {
+            let conn = self.conn();
+            for batch in wanted.chunks(BATCH) {
+                records.extend(select_persons(&conn, batch).map_err(&err)?);
+            }
+        }
+        let mut fresh_cache = Vec::new();
+        for rec in &records {
+            let key = Arc::new(self.unwrap(rec, keyring_path)?);
+            fresh_cache.push((rec.pseudonym.clone(), key.clone()));
+            found.insert(rec.pseudonym.clone(), PersonKey::Key(key));
+        }
+        // 2. The rest: forgotten, or new. One write transaction.
+        let missing: Vec<&(String, String)> = {
+            let mut seen = HashSet::new();
+            persons.iter().filter(|(p, _)| !found.contains_key(p) && seen.insert(p.as_str())).collect()
+        };
+        if !missing.is_empty() {
+            if let Some(f) = &self.retired_file {
+                let retired = std::fs::read_to_string(f).unwrap_or_default();
+                if retired.lines().any(|l| l.trim() == self.active.0.as_str()) {
+                    return Err(VaultError::RetiredKek { kek_id: self.active.0.to_string() });
+                }
+            }
+            // Keys are made before the lock is taken.
+            let created = crate::report::now_rfc3339();
+            let mut made = Vec::with_capacity(missing.len());
+            for (p, identity) in &missing {
+                let dek = aead::random_dek();
+                let dek_id = DekId::generate();
+                let nonce = aead::random_nonce();
+                let wrapped = aead::wrap_dek(&self.active.1, &dek_id, &dek, &nonce);
+                let key = DataKey::new(dek_id, &dek);
+                let sealed = key.seal(&identity_ad(p), identity.as_bytes());
+                made.push((p.as_str(), dek_id, nonce, wrapped, sealed, Arc::new(key)));
+            }
+            let conn = self.conn();
+            if conn.is_autocommit() {
+                conn.execute_batch("BEGIN IMMEDIATE").map_err(&err)?;
+            }
+            let tx = &*conn;
+            // Another process may have added some of them meanwhile.
+            let names: Vec<&str> = missing.iter().map(|(p, _)| p.as_str()).collect();
+            let mut raced = Vec::new();
+            let mut forgotten = HashSet::new();
+            for batch in names.chunks(BATCH) {
+                raced.extend(select_persons(tx, batch).map_err(&err)?);
+                if !new_key {
+                    forgotten.extend(select_forgotten(tx, batch).map_err(&err)?);
+                }
+            }
+            let raced_names: HashSet<String> = raced.iter().map(|r| r.pseudonym.clone()).collect();
+            {
+                let mut ins = tx
+                    .prepare_cached(
+                        "INSERT INTO persons (pseudonym, dek_id, kek_id, nonce, wrapped, identity, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .map_err(&err)?;
+                for (p, dek_id, nonce, wrapped, sealed, key) in &made {
+                    if raced_names.contains(*p) {
+                        continue;
+                    }
+                    if forgotten.contains(*p) {
+                        found.insert((*p).to_owned(), PersonKey::Forgotten);
+                        continue;
+                    }
+                    ins.execute(rusqlite::params![
+                        p,
+                        dek_id.as_str(),
+                        self.active.0.as_str(),
+                        &nonce[..],
+                        wrapped,
+                        sealed,
+                        created
+                    ])
+                    .map_err(&err)?;
+                    fresh_cache.push(((*p).to_owned(), key.clone()));
+                    found.insert((*p).to_owned(), PersonKey::Key(key.clone()));
+                }
+            }
+            let n = self.pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n >= CHUNKS_PER_COMMIT {
+                conn.execute_batch("COMMIT").map_err(&err)?;
+                self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+            drop(conn);
+            for rec in &raced {
+                let key = Arc::new(self.unwrap(rec, keyring_path)?);
+                found.insert(rec.pseudonym.clone(), PersonKey::Key(key));
+            }
+        }
+        if !fresh_cache.is_empty() {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() + fresh_cache.len() > CACHE_KEYS {
+                cache.clear();
+            }
+            cache.extend(fresh_cache.into_iter().take(CACHE_KEYS));
+        }
+        Ok(persons.iter().map(|(p, _)| found.get(p).cloned().unwrap_or(PersonKey::Forgotten)).collect())
+    }
+
+    /// The data key named `dek_id`, or `None` when no person has it (the
+    /// person was forgotten, or the key is not a person key).
+    ///
+    /// # Errors
+    /// [`VaultError`].
+    pub fn key_by_dek_id(&self, dek_id: &DekId, keyring_path: &Path) -> Result<Option<DataKey>, VaultError> {
+        let rec = {
+            let conn = self.conn();
+            conn.prepare_cached("SELECT pseudonym, dek_id, kek_id, nonce, wrapped FROM persons WHERE dek_id = ?1")
+                .and_then(|mut s| s.query_row([dek_id.as_str()], person_row).optional())
+                .map_err(sql_err(&self.path))?
+        };
+        rec.map(|r| self.unwrap(&r, keyring_path)).transpose()
+    }
+
+    /// Destroys the keys of `pseudonyms` and lists them as forgotten (with
+    /// the time, never the identity), in one transaction; then checkpoints
+    /// and truncates the write-ahead log so that the deleted rows' bytes
+    /// are gone from it (`secure_delete` overwrites them in the database
+    /// file).
+    ///
+    /// # Errors
+    /// [`VaultError::Sql`].
+    pub fn forget(&self, pseudonyms: &[String]) -> Result<ForgetSummary, VaultError> {
+        let err = sql_err(&self.path);
+        let now = crate::report::now_rfc3339();
+        let mut summary = ForgetSummary::default();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+        {
+            let mut del = tx.prepare_cached("DELETE FROM persons WHERE pseudonym = ?1").map_err(&err)?;
+            let mut ins = tx
+                .prepare_cached("INSERT OR IGNORE INTO forgotten (pseudonym, forgotten) VALUES (?1, ?2)")
+                .map_err(&err)?;
+            for p in pseudonyms {
+                let deleted = del.execute([p]).map_err(&err)?;
+                let listed = ins.execute([p, &now]).map_err(&err)?;
+                match (deleted, listed) {
+                    (0, 0) => summary.already += 1,
+                    (0, _) => summary.unknown += 1,
+                    _ => summary.forgotten += 1,
+                }
+            }
+        }
+        tx.commit().map_err(&err)?;
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(&err)?;
+        summary.log_truncated = busy == 0;
+        drop(conn);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        for p in pseudonyms {
+            cache.remove(p);
+        }
+        Ok(summary)
+    }
+
+    /// The identity behind each pseudonym, decrypted with the person's key.
+    ///
+    /// # Errors
+    /// [`VaultError`] for SQLite, a missing KEK or a record that does not
+    /// decrypt.
+    pub fn reveal(&self, pseudonyms: &[String], keyring_path: &Path) -> Result<Vec<Revealed>, VaultError> {
+        let err = sql_err(&self.path);
+        let mut out = Vec::with_capacity(pseudonyms.len());
+        for p in pseudonyms {
+            let row = {
+                let conn = self.conn();
+                let row = conn
+                    .prepare_cached(
+                        "SELECT pseudonym, dek_id, kek_id, nonce, wrapped, identity FROM persons WHERE pseudonym = ?1",
+                    )
+                    .and_then(|mut s| s.query_row([p], |r| Ok((person_row(r)?, r.get::<_, Vec<u8>>(5)?))).optional())
+                    .map_err(&err)?;
+                let gone: bool = conn
+                    .prepare_cached("SELECT 1 FROM forgotten WHERE pseudonym = ?1")
+                    .and_then(|mut s| s.exists([p]))
+                    .map_err(&err)?;
+                (row, gone)
+            };
+            out.push(match row {
+                (Some((rec, sealed)), _) => {
+                    let key = self.unwrap(&rec, keyring_path)?;
+                    let plain = key
+                        .decrypt_payload(&identity_ad(p), &sealed)
+                        .map_err(|source| VaultError::Crypto { dek_id: rec.dek_id.clone(), source })?;
+                    Revealed::Identity(String::from_utf8_lossy(&plain).into_owned())
+                }
+                (None, true) => Revealed::Forgotten,
+                (None, false) => Revealed::Unknown,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Person keys per KEK id.
+    ///
+    /// # Errors
+    /// [`VaultError::Sql`].
+    pub fn keys_per_kek(&self) -> Result<BTreeMap<String, usize>, VaultError> {
+        let err = sql_err(&self.path);
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT kek_id, count(*) FROM persons GROUP BY kek_id").map_err(&err)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize)))
+            .map_err(&err)?
+            .collect::<Result<BTreeMap<_, _>, _>>()
+            .map_err(&err)?;
+        Ok(rows)
+    }
+
+    /// Re-wraps every person key that is not under the active KEK, in one
+    /// transaction: every key is unwrapped first, so a missing KEK changes
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`VaultError`] (a missing KEK names the dek_id and kek_id).
+    pub fn rewrap(&self, keyring_path: &Path) -> Result<VaultRewrap, VaultError> {
+        let err = sql_err(&self.path);
+        let mut summary = VaultRewrap::default();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+        summary.keys = tx.query_row("SELECT count(*) FROM persons", [], |r| r.get::<_, i64>(0)).map_err(&err)? as usize;
+        let old: Vec<PersonRecord> = {
+            let mut st = tx
+                .prepare("SELECT pseudonym, dek_id, kek_id, nonce, wrapped FROM persons WHERE kek_id != ?1")
+                .map_err(&err)?;
+            let rows = st.query_map([self.active.0.as_str()], person_row).map_err(&err)?;
+            rows.collect::<Result<_, _>>().map_err(&err)?
+        };
+        {
+            let mut up = tx
+                .prepare("UPDATE persons SET kek_id = ?1, nonce = ?2, wrapped = ?3 WHERE dek_id = ?4")
+                .map_err(&err)?;
+            for rec in &old {
+                let crypto = |source| VaultError::Crypto { dek_id: rec.dek_id.clone(), source };
+                let dek_id: DekId = rec.dek_id.parse().map_err(crypto)?;
+                let kek = rec.kek_id.parse::<KekId>().ok().and_then(|id| self.keks.get(&id)).ok_or_else(|| {
+                    VaultError::MissingKek {
+                        keyring: keyring_path.to_owned(),
+                        dek_id: rec.dek_id.clone(),
+                        kek_id: rec.kek_id.clone(),
+                    }
+                })?;
+                let dek = aead::unwrap_dek(kek, &dek_id, &rec.nonce, &rec.wrapped).map_err(crypto)?;
+                let nonce = aead::random_nonce();
+                let wrapped = aead::wrap_dek(&self.active.1, &dek_id, &dek, &nonce);
+                up.execute(rusqlite::params![self.active.0.as_str(), &nonce[..], wrapped, rec.dek_id]).map_err(&err)?;
+                *summary.from.entry(rec.kek_id.clone()).or_default() += 1;
+                summary.rewrapped += 1;
+            }
+        }
+        tx.commit().map_err(&err)?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(&err)?;
+        Ok(summary)
+    }
+}
+
+/// The associated data of a stored identity: [`IDENTITY_LABEL`] ‖ pseudonym.
+pub fn identity_ad(pseudonym: &str) -> Vec<u8> {
+    let mut ad = IDENTITY_LABEL.as_bytes().to_vec();
+    ad.extend_from_slice(pseudonym.as_bytes());
+    ad
+}
+
+fn person_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PersonRecord> {
+    Ok(PersonRecord {
+        pseudonym: r.get(0)?,
+        dek_id: r.get(1)?,
+        kek_id: r.get(2)?,
+        nonce: r.get(3)?,
+        wrapped: r.get(4)?,
+    })
+}
+
+fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 2);
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('?');
+    }
+    s
+}
+
+fn select_persons(conn: &Connection, batch: &[&str]) -> rusqlite::Result<Vec<PersonRecord>> {
+    let sql = format!(
+        "SELECT pseudonym, dek_id, kek_id, nonce, wrapped FROM persons WHERE pseudonym IN ({})",
+        placeholders(batch.len())
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map(params_from_iter(batch.iter()), person_row)?;
+    rows.collect()
+}
+
+fn select_forgotten(conn: &Connection, batch: &[&str]) -> rusqlite::Result<Vec<String>> {
+    let sql = format!("SELECT pseudonym FROM forgotten WHERE pseudonym IN ({})", placeholders(batch.len()));
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map(params_from_iter(batch.iter()), |r| r.get(0))?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_stable_forget_destroys_and_reveal_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Keyring::generate(&dir.path().join("k.toml"));
+        let path = dir.path().join("state/vault.sqlite");
+        let v = Vault::open(&path, &ring, true, None).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let persons = vec![
+            ("u_a".to_owned(), "a@x.test".to_owned()),
+            ("u_b".to_owned(), "b@x.test".to_owned()),
+            ("u_a".to_owned(), "a@x.test".to_owned()),
+        ];
+        let ids = |ks: &[PersonKey]| -> Vec<String> {
+            ks.iter()
+                .map(|k| match k {
+                    PersonKey::Key(k) => k.id().to_string(),
+                    PersonKey::Forgotten => "-".into(),
+                })
+                .collect()
+        };
+        let first = ids(&v.person_keys(&persons, false, ring.path()).unwrap());
+        v.sync().unwrap();
+        assert_eq!(first[0], first[2]);
+        assert_ne!(first[0], first[1]);
+        let again = Vault::open(&path, &ring, false, None).unwrap();
+        assert_eq!(ids(&again.person_keys(&persons, false, ring.path()).unwrap()), first);
+        let revealed = again.reveal(&["u_a".into()], ring.path()).unwrap();
+        assert!(matches!(&revealed[0], Revealed::Identity(i) if i == "a@x.test"));
+
+        let s = again.forget(&["u_a".into(), "u_zz".into()]).unwrap();
+        assert_eq!((s.forgotten, s.unknown, s.already, s.log_truncated), (1, 1, 0, true));
+        assert!(matches!(again.reveal(&["u_a".into()], ring.path()).unwrap()[0], Revealed::Forgotten));
+        assert!(again.key_by_dek_id(&first[0].parse().unwrap(), ring.path()).unwrap().is_none());
+        assert!(again.key_by_dek_id(&first[1].parse().unwrap(), ring.path()).unwrap().is_some());
+        let after = ids(&again.person_keys(&persons, false, ring.path()).unwrap());
+        assert_eq!(after, vec!["-".to_string(), first[1].clone(), "-".to_string()]);
+        let renewed = ids(&again.person_keys(&persons, true, ring.path()).unwrap());
+        again.sync().unwrap();
+        assert_ne!(renewed[0], first[0]);
+        assert_eq!(renewed[0], renewed[2]);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.windows(first[0].len()).any(|w| w == first[0].as_bytes()), "forgotten dek_id left in the file");
+    }
+}

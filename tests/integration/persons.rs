@@ -1,0 +1,206 @@
+//! Per-person keys (`[keys] dek_scope = "identity"`), `forget` and
+//! `reveal`: the erasure part of issue #6.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::process::GOOD;
+use crate::workdir::{csv_rows, Workdir};
+
+/// A workdir whose config gives each person their own key.
+fn identity_workdir(forgotten: &str) -> Workdir {
+    let wd = Workdir::new("");
+    let cfg = wd
+        .read("piigate.toml")
+        .replace(
+            "keystore = \"state/data-keys.jsonl\"",
+            &format!("keystore = \"state/data-keys.jsonl\"\ndek_scope = \"identity\"\nforgotten = \"{forgotten}\""),
+        )
+        .replace("max_reject_ratio = 0.2", "max_reject_ratio = 0.5");
+    wd.write("piigate.toml", cfg);
+    wd
+}
+
+/// Processes `GOOD` as `inbox/<name>.csv`; returns the new output's path.
+fn process_one(wd: &Workdir, name: &str) -> String {
+    let before: BTreeSet<String> = wd.list("outbox").into_iter().collect();
+    wd.write(&format!("inbox/{name}.csv"), GOOD);
+    wd.piigate(&["process", "--config", "piigate.toml", &format!("inbox/{name}.csv")]).expect_ok();
+    let out = wd.list("outbox").into_iter().find(|n| n.ends_with(".csv") && !before.contains(n)).unwrap();
+    format!("outbox/{out}")
+}
+
+/// Per output row: (pseudonym, dek_id of the `email` token).
+fn row_keys(wd: &Workdir, out: &str) -> Vec<(String, String)> {
+    let rows = csv_rows(&wd.read(out));
+    assert_eq!(rows[0][..2], ["identity", "email"]);
+    rows[1..].iter().map(|r| (r[0].clone(), r[1].split(':').nth(1).unwrap().to_owned())).collect()
+}
+
+#[track_caller]
+fn python_verifies(wd: &Workdir, input: &str, output: &str) {
+    let py = wd.verify_with_python(input, output, &[]);
+    assert!(
+        py.status.success(),
+        "independent verifier failed on {output}:\n{}\n{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+}
+
+fn pseudonym_of(wd: &Workdir, email: &str) -> String {
+    let run = wd.piigate(&["pseudonym", "--config", "piigate.toml", email]);
+    run.expect_ok();
+    run.stdout().trim().to_owned()
+}
+
+#[test]
+fn forget_erases_one_person_in_earlier_outputs_and_reveal_follows() {
+    let wd = identity_workdir("reject");
+    let first = process_one(&wd, "monday");
+    python_verifies(&wd, "inbox/monday.csv", &first);
+    let keys = row_keys(&wd, &first);
+    assert_eq!(keys.len(), 5);
+    // Rows 1 and 2 are one person (Ana, typed two ways): one key; everyone else their own.
+    assert_eq!(keys[0], keys[1]);
+    let distinct: BTreeSet<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(distinct.len(), 4, "{keys:?}");
+    let by_person: HashMap<&str, &str> = keys.iter().map(|(p, k)| (p.as_str(), k.as_str())).collect();
+    assert_eq!(by_person.len(), 4);
+    // The same person gets the same key in a later file.
+    let second = process_one(&wd, "tuesday");
+    assert_eq!(row_keys(&wd, &second), keys);
+    python_verifies(&wd, "inbox/tuesday.csv", &second);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(wd.path("state/vault.sqlite")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    let ana = pseudonym_of(&wd, "ana.test@example.test");
+    let carol = pseudonym_of(&wd, "carol@example.test");
+    assert_eq!(keys[0].0, ana);
+    let run = wd.piigate(&["reveal", "--config", "piigate.toml", "--reason", "support ticket 42", &ana, &carol]);
+    run.expect_ok();
+    assert_eq!(run.stdout(), format!("{ana}\tana.test@example.test\n{carol}\tcarol@example.test\n"));
+
+    // Erasure request for Ana, given as typed, from a file.
+    wd.write("requests.txt", "Ana.Test@Example.TEST \n");
+    let run = wd.piigate(&["forget", "--config", "piigate.toml", "--from", "requests.txt"]);
+    run.expect_ok();
+    assert!(run.stderr().contains("1 person(s) forgotten"), "{}", run.describe());
+    assert_eq!(run.stdout().trim(), ana);
+
+    // Her tokens in the earlier output no longer decrypt; everyone else's do.
+    let run = wd.piigate(&["decrypt", "--config", "piigate.toml", "--reason", "audit", &first, "-o", "plain.csv"]);
+    run.expect_ok();
+    assert!(run.stderr().contains("6 cell(s) of forgotten persons left empty"), "{}", run.describe());
+    let plain = csv_rows(&wd.read("plain.csv"));
+    let header = &plain[0];
+    let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+    for row in &plain[1..3] {
+        assert_eq!((&row[col("email")][..], &row[col("phone")][..], &row[col("name")][..]), ("", "", ""));
+        assert_eq!(row[col("identity")], ana);
+    }
+    assert_eq!(plain[3][col("email")], "zo\u{eb}@example.test");
+    assert_eq!(plain[3][col("name")], "Zo\u{eb} Ångström");
+    assert_eq!(plain[4][col("email")], "bob.builder@example.test");
+    assert_eq!(plain[5][col("email")], "carol@example.test");
+    assert_eq!(plain[5][col("phone")], "+12125550199");
+
+    // reveal fails for her, still works for others.
+    let run = wd.piigate(&["reveal", "--config", "piigate.toml", "--reason", "support", &ana]);
+    run.expect_code(1);
+    assert!(run.stderr().contains("forgotten") && !run.stdout().contains("ana.test"), "{}", run.describe());
+    wd.piigate(&["reveal", "--config", "piigate.toml", "--reason", "support", &carol]).expect_ok();
+
+    // A later file with her rows: rejected by line under forgotten = "reject".
+    let third = process_one(&wd, "wednesday");
+    assert_eq!(csv_rows(&wd.read(&third)).len(), 4, "header + 3 persons");
+    let report = wd.list("state/runs").into_iter().last().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&wd.read(&format!("state/runs/{report}"))).unwrap();
+    let rejects = report["files"][0]["rejects"].as_array().unwrap();
+    let lines: Vec<(u64, &str)> =
+        rejects.iter().map(|r| (r["line"].as_u64().unwrap(), r["kind"].as_str().unwrap())).collect();
+    assert_eq!(lines, [(2, "forgotten"), (3, "forgotten")]);
+
+    // Logged, with pseudonyms; no identity or other input value anywhere piigate wrote.
+    let log = wd.read("state/access-log.jsonl");
+    assert!(log.contains("\"action\":\"forget\"") && log.contains(&ana), "{log}");
+    assert!(log.contains("\"action\":\"reveal\"") && log.contains("support ticket 42"));
+    wd.piigate(&["access-log", "verify", "--config", "piigate.toml"]).expect_ok();
+    for (path, bytes) in wd.written_files() {
+        let text = String::from_utf8_lossy(&bytes).to_lowercase();
+        for needle in
+            ["ana.test", "example.test", "carol o'neil", "builder, bob", "555-2671", "4155552671", "2079460000"]
+        {
+            assert!(!text.contains(needle), "{} holds an input value ({needle})", path.display());
+        }
+    }
+}
+
+#[test]
+fn new_key_policy_gives_a_fresh_key_and_rewrap_covers_person_keys() {
+    let wd = identity_workdir("new-key");
+    let first = process_one(&wd, "monday");
+    let carol = pseudonym_of(&wd, "carol@example.test");
+    let old_key = row_keys(&wd, &first)[4].1.clone();
+    let run = wd.piigate(&["forget", "--config", "piigate.toml", "--pseudonym", &carol]);
+    run.expect_ok();
+    // Unknown pseudonyms are listed too, and reported as such.
+    let stranger = format!("u_{}", "a".repeat(26));
+    let run = wd.piigate(&["forget", "--config", "piigate.toml", "--pseudonym", &stranger]);
+    assert!(run.stderr().contains("1 had no key"), "{}", run.describe());
+
+    let second = process_one(&wd, "tuesday");
+    let keys = row_keys(&wd, &second);
+    assert_eq!(keys.len(), 5, "no row rejected under new-key");
+    assert_eq!(keys[4].0, carol);
+    assert_ne!(keys[4].1, old_key, "a forgotten person gets a fresh key");
+    python_verifies(&wd, "inbox/tuesday.csv", &second);
+
+    // Rotate, rewrap (vault included), retire: the old outputs still decrypt.
+    let ring: toml::Table = wd.read("keys/keyring.toml").parse().unwrap();
+    let old_kek = ring["active_kek"].as_str().unwrap().to_owned();
+    wd.piigate(&["keys", "rotate", "--config", "piigate.toml"]).expect_ok();
+    let run = wd.piigate(&["keys", "retire", "--config", "piigate.toml", &old_kek]);
+    run.expect_code(2);
+    let run = wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]);
+    run.expect_ok();
+    assert!(run.stderr().contains("4 of 4 person key(s) re-wrapped"), "{}", run.describe());
+    let status = wd.piigate(&["keys", "status", "--config", "piigate.toml", "--json"]);
+    status.expect_ok();
+    let s: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    assert_eq!(s["person_keys"], 4);
+    wd.piigate(&["keys", "retire", "--config", "piigate.toml", &old_kek]).expect_ok();
+    python_verifies(&wd, "inbox/tuesday.csv", &second);
+    let run = wd.piigate(&["decrypt", "--config", "piigate.toml", "--reason", "audit", &first, "-o", "plain.csv"]);
+    run.expect_ok();
+    assert!(run.stderr().contains("3 cell(s) of forgotten persons left empty"), "{}", run.describe());
+}
+
+#[test]
+fn identity_scope_needs_a_pseudonymized_identity_column() {
+    let wd = Workdir::new("");
+    let cfg = wd
+        .read("piigate.toml")
+        .replace(
+            "keystore = \"state/data-keys.jsonl\"",
+            "keystore = \"state/data-keys.jsonl\"\ndek_scope = \"identity\"",
+        )
+        .replace("action = \"pseudonymize\"", "action = \"encrypt\"");
+    wd.write("piigate.toml", cfg);
+    wd.write("inbox/a.csv", GOOD);
+    let run = wd.piigate(&["process", "--config", "piigate.toml", "inbox/a.csv"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("keys.dek_scope") && run.stderr().contains("ct_name = \"identity\""),
+        "{}",
+        run.describe()
+    );
+    // forget and reveal need per-person keys.
+    let wd = Workdir::new("");
+    let run = wd.piigate(&["forget", "--config", "piigate.toml", "--pseudonym", "u_aaaaaaaaaaaaaaaaaaaaaaaaaa"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("dek_scope"), "{}", run.describe());
+}
