@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::crypto::aead::{self, DataKey};
-use crate::crypto::keys::{DekId, Kek, KekId};
+use crate::crypto::keys::{Dek, DekId, Kek, KekId};
 use crate::crypto::CryptoError;
 use crate::keyring::Keyring;
 
@@ -269,6 +269,12 @@ impl Vault {
     }
 
     fn unwrap(&self, rec: &PersonRecord, keyring_path: &Path) -> Result<DataKey, VaultError> {
+        let (dek_id, dek) = self.unwrap_dek(rec, keyring_path)?;
+        Ok(DataKey::new(dek_id, &dek))
+    }
+
+    /// The person's DEK, unwrapped with the KEK its record names.
+    fn unwrap_dek(&self, rec: &PersonRecord, keyring_path: &Path) -> Result<(DekId, Dek), VaultError> {
         let crypto = |source| VaultError::Crypto { dek_id: rec.dek_id.clone(), source };
         let dek_id: DekId = rec.dek_id.parse().map_err(crypto)?;
         let kek = rec.kek_id.parse::<KekId>().ok().and_then(|id| self.keks.get(&id)).ok_or_else(|| {
@@ -279,7 +285,7 @@ impl Vault {
             }
         })?;
         let dek = aead::unwrap_dek(kek, &dek_id, &rec.nonce, &rec.wrapped).map_err(crypto)?;
-        Ok(DataKey::new(dek_id, &dek))
+        Ok((dek_id, dek))
     }
 
     /// Makes every committed change durable: checkpoints the write-ahead
@@ -571,16 +577,7 @@ impl Vault {
                 .prepare("UPDATE persons SET kek_id = ?1, nonce = ?2, wrapped = ?3 WHERE dek_id = ?4")
                 .map_err(&err)?;
             for rec in &old {
-                let crypto = |source| VaultError::Crypto { dek_id: rec.dek_id.clone(), source };
-                let dek_id: DekId = rec.dek_id.parse().map_err(crypto)?;
-                let kek = rec.kek_id.parse::<KekId>().ok().and_then(|id| self.keks.get(&id)).ok_or_else(|| {
-                    VaultError::MissingKek {
-                        keyring: keyring_path.to_owned(),
-                        dek_id: rec.dek_id.clone(),
-                        kek_id: rec.kek_id.clone(),
-                    }
-                })?;
-                let dek = aead::unwrap_dek(kek, &dek_id, &rec.nonce, &rec.wrapped).map_err(crypto)?;
+                let (dek_id, dek) = self.unwrap_dek(rec, keyring_path)?;
                 let nonce = aead::random_nonce();
                 let wrapped = aead::wrap_dek(&self.active.1, &dek_id, &dek, &nonce);
                 up.execute(rusqlite::params![self.active.0.as_str(), &nonce[..], wrapped, rec.dek_id]).map_err(&err)?;

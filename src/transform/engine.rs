@@ -780,6 +780,41 @@ mod tests {
         }
     }
 
+    /// In-memory keys, a 2-thread pool and a pseudonym key for one test.
+    struct Fixture {
+        keys: MemKeys,
+        pool: rayon::ThreadPool,
+        cancel: AtomicBool,
+        pseudonymizer: Pseudonymizer,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Fixture {
+                keys: MemKeys(Mutex::new(Vec::new())),
+                pool: rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap(),
+                cancel: AtomicBool::new(false),
+                pseudonymizer: Pseudonymizer::new(&PseudonymKey::generate()),
+            }
+        }
+
+        fn job<'a>(&'a self, settings: &'a Settings, options: EngineOptions) -> FileJob<'a> {
+            FileJob {
+                schema: &settings.schema,
+                delimiter: b',',
+                pseudonymizer: &self.pseudonymizer,
+                deterministic: None,
+                keys: &self.keys,
+                pool: &self.pool,
+                progress: &(),
+                cancel: &self.cancel,
+                options,
+                audit_lines: None,
+                persons: None,
+            }
+        }
+    }
+
     const CFG: &str = r#"
 [keys]
 keyring = "k.toml"
@@ -820,30 +855,17 @@ name = "n"
         for i in 0..700 {
             input.push_str(&format!("user{i}@example.test,{}\n", "n".repeat(i % 13)));
         }
-        let keys = MemKeys(Mutex::new(Vec::new()));
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let cancel = AtomicBool::new(false);
-        let pseudonymizer = Pseudonymizer::new(&PseudonymKey::generate());
-        let job = FileJob {
-            schema: &settings.schema,
-            delimiter: b',',
-            pseudonymizer: &pseudonymizer,
-            keys: &keys,
-            pool: &pool,
-            progress: &(),
-            cancel: &cancel,
-            options: EngineOptions {
-                chunk_rows: 7,
-                max_in_flight: 4,
-                values_per_dek,
-                sequential,
-                max_rows: None,
-                max_part_bytes: Some(3000),
-            },
-            audit_lines: None,
-            deterministic: None,
-            persons: None,
+        let f = Fixture::new();
+        let options = EngineOptions {
+            chunk_rows: 7,
+            max_in_flight: 4,
+            values_per_dek,
+            sequential,
+            max_rows: None,
+            max_part_bytes: Some(3000),
         };
+        let job = f.job(&settings, options);
+        let keys = &f.keys;
         let mut opened = Vec::new();
         let (outcome, parts) = process_stream(&job, input.as_bytes(), |part, id| {
             opened.push((part, *id));
@@ -889,30 +911,17 @@ name = "n"
         for i in 0..2500 {
             input.push_str(&format!("user{i}@example.test,{i}\n"));
         }
-        let keys = MemKeys(Mutex::new(Vec::new()));
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let cancel = AtomicBool::new(false);
-        let pseudonymizer = Pseudonymizer::new(&PseudonymKey::generate());
-        let job = FileJob {
-            schema: &settings.schema,
-            delimiter: b',',
-            pseudonymizer: &pseudonymizer,
-            deterministic: None,
-            keys: &keys,
-            pool: &pool,
-            progress: &(),
-            cancel: &cancel,
-            options: EngineOptions {
-                chunk_rows: 100,
-                max_in_flight: 4,
-                values_per_dek: 1000,
-                sequential,
-                max_rows: None,
-                max_part_bytes: None,
-            },
-            audit_lines: None,
-            persons: None,
+        let f = Fixture::new();
+        let options = EngineOptions {
+            chunk_rows: 100,
+            max_in_flight: 4,
+            values_per_dek: 1000,
+            sequential,
+            max_rows: None,
+            max_part_bytes: None,
         };
+        let job = f.job(&settings, options);
+        let keys = &f.keys;
         let (outcome, parts) = process_stream(&job, input.as_bytes(), |_, _| Ok(Vec::new())).unwrap();
         assert_eq!(parts.len(), 1);
         let out = &parts[0].output;
