@@ -614,7 +614,7 @@ fn process_cmd(
     let bad = files_reports.iter().filter(|r| r.status != FileStatus::Ok).count();
     let total = files.len();
     let run = RunReport {
-        run_id: format!("{}-process-{}", report::compact_timestamp(started), DekId::generate()),
+        run_id: report::run_id("process", started),
         command: "process".into(),
         started: started_text,
         finished: report::now_rfc3339(),
@@ -1263,7 +1263,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
         let mut report_note = String::new();
         if busy || watch.is_none() {
             let run = RunReport {
-                run_id: format!("{}-run-{}", report::compact_timestamp(started), DekId::generate()),
+                run_id: report::run_id("run", started),
                 command: "run".into(),
                 started: started_text,
                 finished: report::now_rfc3339(),

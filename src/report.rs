@@ -166,6 +166,17 @@ pub fn now_rfc3339() -> String {
     now.replace_nanosecond(0).unwrap_or(now).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
+/// Run id for a report name: `20261129T030000.123456Z-<command>-<16 hex>`.
+///
+/// The microseconds make the names of `<state>/runs/` sort in start order even when
+/// several runs start in the same second (cron jobs and scripts do); the random
+/// suffix keeps two runs started in the same microsecond apart.
+pub fn run_id(command: &str, started: time::OffsetDateTime) -> String {
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:6]Z");
+    let stamp = started.format(&fmt).unwrap_or_default();
+    format!("{stamp}-{command}-{}", crate::crypto::keys::DekId::generate())
+}
+
 /// Compact UTC timestamp for names: `20261129T030000Z`.
 pub fn compact_timestamp(t: time::OffsetDateTime) -> String {
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
