@@ -645,12 +645,16 @@ fn scan_iban(s: &[u8], ev: &mut Evidence, claims: &mut Claims) {
     let n = s.len();
     let mut i = 0;
     while i + 15 <= n {
+        // The check digits first: rarer than letters in text.
+        if !s[i + 3].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
         let (a, b) = (s[i], s[i + 1]);
-        if a.is_ascii_alphabetic()
+        if s[i + 2].is_ascii_digit()
+            && a.is_ascii_alphabetic()
             && b.is_ascii_alphabetic()
             && a.is_ascii_uppercase() == b.is_ascii_uppercase()
-            && s[i + 2].is_ascii_digit()
-            && s[i + 3].is_ascii_digit()
             && !is_word(before(s, i))
         {
             if let Some(len) = iban_len([a.to_ascii_uppercase(), b.to_ascii_uppercase()]) {
@@ -1258,10 +1262,17 @@ fn scan_phones(s: &[u8], region: Option<country::Id>, claims: &Claims, ev: &mut 
             continue;
         }
         let rs = i;
+        let mut run_digits = 0usize;
         while i < n && is_phone_byte(s[i]) {
+            run_digits += usize::from(s[i].is_ascii_digit());
             i += 1;
         }
         let re = i;
+        // Every verdict needs at least 7 digits in one number: a run with
+        // fewer (the spaces between words of free text, "agent 267") holds none.
+        if run_digits < 7 {
+            continue;
+        }
         // Two or more spaces, or " / ", separate numbers inside one run.
         let mut a = rs;
         let mut k = rs;
