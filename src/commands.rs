@@ -133,13 +133,7 @@ fn deterministic_cipher(
     settings: &Settings,
     ring: &Keyring,
 ) -> Result<Option<crate::crypto::siv::DeterministicCipher>, CommandError> {
-    let cols: Vec<&str> = settings
-        .schema
-        .columns
-        .iter()
-        .filter(|c| c.action == Action::EncryptDeterministic)
-        .map(|c| c.name.as_str())
-        .collect();
+    let cols = settings.schema.names_with(&[Action::EncryptDeterministic]);
     if cols.is_empty() {
         return Ok(None);
     }
@@ -707,20 +701,8 @@ fn decrypt(config: &Path, reason: &str, columns: Option<Vec<String>>, file: &Pat
         return Err(failed(anyhow!("{}: empty file", file.display())));
     }
     let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
-    let encrypted: Vec<&str> = settings
-        .schema
-        .columns
-        .iter()
-        .filter(|c| matches!(c.action, Action::Encrypt | Action::EncryptDeterministic))
-        .map(|c| c.name.as_str())
-        .collect();
-    let deterministic_names: Vec<&str> = settings
-        .schema
-        .columns
-        .iter()
-        .filter(|c| c.action == Action::EncryptDeterministic)
-        .map(|c| c.name.as_str())
-        .collect();
+    let encrypted = settings.schema.names_with(&[Action::Encrypt, Action::EncryptDeterministic]);
+    let deterministic_names = settings.schema.names_with(&[Action::EncryptDeterministic]);
     let wanted: Vec<String> = match columns {
         Some(cols) => {
             for c in &cols {

@@ -423,6 +423,12 @@ impl Schema {
     pub fn identity_column(&self) -> Option<&ColumnSpec> {
         self.columns.iter().find(|c| c.action == Action::Pseudonymize && c.ct_name == "identity")
     }
+
+    /// Output names of the columns whose action is one of `actions`, in
+    /// schema order.
+    pub fn names_with(&self, actions: &[Action]) -> Vec<&str> {
+        self.columns.iter().filter(|c| actions.contains(&c.action)).map(|c| c.name.as_str()).collect()
+    }
 }
 
 /// `[keys] kek_command` and `kek_id`: the active KEK comes from a command

@@ -328,6 +328,9 @@ fn field_str<'r>(rec: &'r ByteRecord, whole: Option<&'r str>, i: usize) -> Optio
 /// Checks a kept value against its CleverTap type (CleverTap's import
 /// rejects a value that does not parse). Empty values are allowed.
 fn check_type(c: &PlannedColumn, v: &[u8]) -> Result<(), RejectReason> {
+    if c.ct_type == CtType::String {
+        return Ok(());
+    }
     let ok = |expected| Err(RejectReason::BadType { column: c.input_name.clone(), index: c.input_index + 1, expected });
     let t = std::str::from_utf8(v).map(str::trim).unwrap_or("\u{fffd}");
     if t.is_empty() {
@@ -338,7 +341,7 @@ fn check_type(c: &PlannedColumn, v: &[u8]) -> Result<(), RejectReason> {
         CtType::Integer if t.parse::<i32>().is_err() => ok("INTEGER"),
         CtType::Long if t.parse::<i64>().is_err() => ok("LONG"),
         CtType::Float if !t.parse::<f64>().is_ok_and(f64::is_finite) => ok("FLOAT"),
-        CtType::Boolean if !matches!(t.to_ascii_lowercase().as_str(), "true" | "false") => ok("BOOLEAN"),
+        CtType::Boolean if !(t.eq_ignore_ascii_case("true") || t.eq_ignore_ascii_case("false")) => ok("BOOLEAN"),
         _ => Ok(()),
     }
 }
