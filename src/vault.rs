@@ -23,8 +23,21 @@
 //! checkpoints and truncates the write-ahead log, so the wrapped key is
 //! overwritten in the database file and gone from the log.
 //!
-//! One [`Vault`] serializes its statements through one connection; other
-//! processes wait for SQLite's lock (busy timeout 30 s).
+//! Connections: one [`Vault`] writes through one connection behind a mutex
+//! (new persons, `forget`, `rewrap`), and looks persons up through a pool of
+//! read-only connections, one per worker thread that asks at the same time,
+//! which the write-ahead log lets read in parallel with each other and with
+//! the writer. A reader does not see the writer's open transaction, so a
+//! person a reader misses is looked up again inside the write transaction
+//! before a key is made: one person never gets two keys. Other processes
+//! wait for SQLite's lock (busy timeout 30 s).
+//!
+//! Durability: new persons are inserted in a write transaction that spans up
+//! to [`CHUNKS_PER_COMMIT`] chunks, and the writer runs with `PRAGMA
+//! synchronous = FULL`, so every commit fsyncs the write-ahead log before it
+//! returns. [`Vault::sync`] commits the open transaction and is called
+//! before an output is published: a person key is durable in the vault
+//! before any published output holds a token under it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -51,6 +64,20 @@ const CHUNKS_PER_COMMIT: usize = 64;
 /// Unwrapped person keys kept in memory per vault (each about 1 KB with
 /// the expanded AES key schedule).
 const CACHE_KEYS: usize = 16_384;
+/// The writer's page cache, in KiB (`PRAGMA cache_size`; a cap, filled as
+/// pages are read): big enough to hold every page one write transaction
+/// of [`CHUNKS_PER_COMMIT`] chunks of new persons dirties (one leaf of the
+/// table and one of the dek_id index per person) plus the interior pages,
+/// so that SQLite never spills a dirty page to the log mid-transaction.
+/// The writer does not memory-map the vault: a memory-mapped page is parsed
+/// again on every fetch and copied into this cache before it is changed.
+const WRITER_CACHE_KIB: i64 = 1 << 20;
+/// A reader's page cache, in KiB: readers read through the memory map, so
+/// this holds only pages of the write-ahead log.
+const READER_CACHE_KIB: i64 = 65_536;
+/// How much of the vault file a reader maps into memory (`PRAGMA
+/// mmap_size`): page reads then cost no copy and no system call.
+const READER_MMAP_BYTES: i64 = 4 << 30;
 
 /// Vault errors. They name the vault and the pseudonym or dek_id, never
 /// an identity.
@@ -157,7 +184,12 @@ pub enum Revealed {
 /// An open key vault.
 pub struct Vault {
     path: PathBuf,
+    /// The writer (and every statement other than look-ups while processing).
     conn: Mutex<Connection>,
+    /// Idle read-only connections for look-ups; a thread takes one (or opens
+    /// one when none is idle) and puts it back, so there are at most as many
+    /// as threads that looked up persons at the same time.
+    readers: Mutex<Vec<Connection>>,
     keks: BTreeMap<KekId, Kek>,
     active: (KekId, Kek),
     retired_file: Option<PathBuf>,
@@ -208,13 +240,18 @@ impl Vault {
         }
         let conn = Connection::open(path).map_err(&err)?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(&err)?;
-        conn.execute_batch(
+        // synchronous = FULL: a commit returns once the write-ahead log is
+        // fsynced, which is what `sync` relies on (NORMAL would leave the
+        // log to the next checkpoint, and a checkpoint that a reader holds
+        // back fsyncs nothing). Commits are few (one per
+        // CHUNKS_PER_COMMIT chunks and one per file), so this costs little.
+        conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
+             PRAGMA synchronous = FULL;
              PRAGMA secure_delete = ON;
-             PRAGMA cache_size = -65536;
-             PRAGMA mmap_size = 4294967296;",
-        )
+             PRAGMA cache_size = -{WRITER_CACHE_KIB};
+             PRAGMA mmap_size = 0;"
+        ))
         .map_err(&err)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(&err)?;
         if version > VAULT_VERSION {
@@ -251,6 +288,7 @@ impl Vault {
         Ok(Self {
             path: path.to_owned(),
             conn: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
             keks,
             active: (aid.clone(), akek.clone()),
             retired_file,
@@ -266,6 +304,31 @@ impl Vault {
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on an idle read-only connection of the pool, opening one
+    /// when none is idle. It sees what was committed when its statement
+    /// started, not the writer's open transaction.
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, VaultError> {
+        let err = sql_err(&self.path);
+        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => {
+                let c = Connection::open(&self.path).map_err(&err)?;
+                c.busy_timeout(std::time::Duration::from_secs(30)).map_err(&err)?;
+                c.execute_batch(&format!(
+                    "PRAGMA query_only = ON;
+                     PRAGMA cache_size = -{READER_CACHE_KIB};
+                     PRAGMA mmap_size = {READER_MMAP_BYTES};"
+                ))
+                .map_err(&err)?;
+                c
+            }
+        };
+        let out = f(&conn).map_err(&err);
+        self.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        out
     }
 
     fn unwrap(&self, rec: &PersonRecord, keyring_path: &Path) -> Result<DataKey, VaultError> {
@@ -288,10 +351,12 @@ impl Vault {
         Ok((dek_id, dek))
     }
 
-    /// Makes every committed change durable: checkpoints the write-ahead
-    /// log, which SQLite fsyncs first (`synchronous = NORMAL` does not
-    /// fsync each commit). Called before an output is published, so no
-    /// published token can outlive a crash of its key.
+    /// Makes every person key handed out so far durable: commits the open
+    /// write transaction, which under `synchronous = FULL` returns only
+    /// once the write-ahead log is fsynced (earlier commits were fsynced
+    /// the same way). Called before an output is published, so no published
+    /// token can outlive a crash of its key. Then checkpoints passively,
+    /// which only keeps the log short.
     ///
     /// # Errors
     /// [`VaultError::Sql`].
@@ -313,8 +378,9 @@ impl Vault {
     /// [`PersonKey::Forgotten`] under `reject`, and a fresh key under
     /// `new_key`.
     ///
-    /// Lookups are one read per [`BATCH`] pseudonyms; new persons are
-    /// inserted in one write transaction per call.
+    /// Look-ups are one read per [`BATCH`] pseudonyms on a pooled read
+    /// connection, so the workers look up in parallel; only the persons
+    /// none of them found take the writer's lock.
     ///
     /// # Errors
     /// [`VaultError`]; the file then fails (nothing is published).
@@ -341,13 +407,16 @@ impl Vault {
                 wanted.push(p);
             }
         }
-        // 1. One read per batch; unwrap outside the lock.
+        // 1. One read per batch on a pooled reader; unwrap after.
         let mut records = Vec::new();
         if !wanted.is_empty() {
-            let conn = self.conn();
-            for batch in wanted.chunks(BATCH) {
-                records.extend(select_persons(&conn, batch).map_err(&err)?);
-            }
+            records = self.with_reader(|conn| {
+                let mut records = Vec::with_capacity(wanted.len());
+                for batch in wanted.chunks(BATCH) {
+                    records.extend(select_persons(conn, batch)?);
+                }
+                Ok(records)
+            })?;
         }
         let mut fresh_cache = Vec::new();
         for rec in &records {
@@ -384,7 +453,8 @@ impl Vault {
                 conn.execute_batch("BEGIN IMMEDIATE").map_err(&err)?;
             }
             let tx = &*conn;
-            // Another process may have added some of them meanwhile.
+            // Another worker (in the open transaction, which the readers do
+            // not see) or another process may have added some meanwhile.
             let names: Vec<&str> = missing.iter().map(|(p, _)| p.as_str()).collect();
             let mut raced = Vec::new();
             let mut forgotten = HashSet::new();
@@ -686,5 +756,83 @@ mod tests {
         assert_eq!(renewed[0], renewed[2]);
         let bytes = std::fs::read(&path).unwrap();
         assert!(!bytes.windows(first[0].len()).any(|w| w == first[0].as_bytes()), "forgotten dek_id left in the file");
+    }
+
+    fn key_ids(ks: &[PersonKey]) -> Vec<String> {
+        ks.iter()
+            .map(|k| match k {
+                PersonKey::Key(k) => k.id().to_string(),
+                PersonKey::Forgotten => "-".into(),
+            })
+            .collect()
+    }
+
+    /// Workers look persons up in parallel on pooled readers, which do not
+    /// see the writer's open transaction: a new person that several workers
+    /// meet at once still gets exactly one key, and after `sync` another
+    /// connection reads every key that was handed out.
+    #[test]
+    fn workers_meeting_the_same_new_persons_get_one_key_each_committed_by_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Keyring::generate(&dir.path().join("k.toml"));
+        let path = dir.path().join("vault.sqlite");
+        let v = Vault::open(&path, &ring, true, None).unwrap();
+        let persons: Vec<(String, String)> = (0..300).map(|i| (format!("u_{i:04}"), format!("p{i}@x.test"))).collect();
+        let results: Vec<Vec<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|t| {
+                    let (v, ring, persons) = (&v, &ring, &persons);
+                    s.spawn(move || {
+                        // Each worker asks in its own order and chunking.
+                        let mut order: Vec<usize> = (0..persons.len()).collect();
+                        order.rotate_left(t * 70);
+                        let mut ids = vec![String::new(); persons.len()];
+                        for chunk in order.chunks(37 + t) {
+                            let ask: Vec<(String, String)> = chunk.iter().map(|&i| persons[i].clone()).collect();
+                            let got = key_ids(&v.person_keys(&ask, false, ring.path()).unwrap());
+                            for (&i, id) in chunk.iter().zip(got) {
+                                ids[i] = id;
+                            }
+                        }
+                        ids
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in &results[1..] {
+            assert_eq!(r, &results[0]);
+        }
+        assert_eq!(results[0].iter().collect::<HashSet<_>>().len(), persons.len(), "one distinct key per person");
+        v.sync().unwrap();
+        // What sync committed is what another connection reads.
+        let other = Connection::open(&path).unwrap();
+        let stored: HashMap<String, String> = other
+            .prepare("SELECT pseudonym, dek_id FROM persons")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for ((p, _), id) in persons.iter().zip(&results[0]) {
+            assert_eq!(stored.get(p), Some(id), "{p}");
+        }
+        // A fresh vault (no cache) finds the same keys through its readers.
+        let again = Vault::open(&path, &ring, false, None).unwrap();
+        assert_eq!(key_ids(&again.person_keys(&persons, false, ring.path()).unwrap()), results[0]);
+    }
+
+    /// The writer fsyncs every commit (`sync` relies on it); readers never write.
+    #[test]
+    fn writer_commits_are_fsynced_and_readers_are_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Keyring::generate(&dir.path().join("k.toml"));
+        let v = Vault::open(&dir.path().join("vault.sqlite"), &ring, true, None).unwrap();
+        let sync: i64 = v.conn().query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!(sync, 2, "synchronous = FULL");
+        let journal: String = v.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(journal, "wal");
+        let refused = v.with_reader(|c| c.execute("DELETE FROM persons", []));
+        assert!(refused.is_err(), "a pooled reader must be read-only");
     }
 }

@@ -470,9 +470,13 @@ impl Transformer {
         let mut bufs = Buffers { cell: Vec::with_capacity(256), scratch: Vec::with_capacity(256), memo: Vec::new() };
         // Per-person keys: every person of the chunk in one look-up.
         let mut row_keys: Vec<Option<Option<Arc<DataKey>>>> = Vec::new();
+        // Each row's (pseudonym, normalized identity), computed once here
+        // and reused for the identity cell by `transform_record`.
+        let mut persons = Vec::new();
+        let mut which = Vec::new();
         if let Some((source, col)) = &self.persons {
-            let mut persons = Vec::with_capacity(records.len());
-            let mut which = Vec::with_capacity(records.len());
+            persons.reserve(records.len());
+            which.reserve(records.len());
             for rec in records {
                 let whole = std::str::from_utf8(rec.as_slice()).ok();
                 match self.person_of(rec, whole, *col) {
@@ -484,7 +488,7 @@ impl Transformer {
                 }
             }
             match source.person_keys(&persons) {
-                Ok(keys) => row_keys = which.into_iter().map(|w| w.map(|i| keys[i].clone())).collect(),
+                Ok(keys) => row_keys = which.iter().map(|w| w.map(|i| keys[i].clone())).collect(),
                 Err(e) => {
                     out.error = Some(e);
                     return out;
@@ -499,6 +503,10 @@ impl Transformer {
                 let whole = std::str::from_utf8(rec.as_slice()).ok();
                 // A row without a person (its identity is empty or invalid)
                 // is rejected by the identity check below.
+                let person = which.get(n).copied().flatten().map(|i| {
+                    let (p, v): &(String, String) = &persons[i];
+                    (p.as_str(), v.as_str())
+                });
                 let result = match row_keys.get(n) {
                     Some(Some(None)) => Err(RejectReason::Forgotten {
                         column: self
@@ -507,9 +515,9 @@ impl Transformer {
                             .map_or_else(String::new, |(_, c)| self.plan.columns[*c].name.clone()),
                     }),
                     Some(Some(Some(k))) => {
-                        self.transform_record(rec, whole, k, &mut row, &mut bufs, &mut out.encrypted)
+                        self.transform_record(rec, whole, person, k, &mut row, &mut bufs, &mut out.encrypted)
                     }
-                    _ => self.transform_record(rec, whole, key, &mut row, &mut bufs, &mut out.encrypted),
+                    _ => self.transform_record(rec, whole, person, key, &mut row, &mut bufs, &mut out.encrypted),
                 };
                 match result {
                     Ok(()) => {
@@ -534,10 +542,16 @@ impl Transformer {
         out
     }
 
+    /// Transforms one record. `person` is the record's (pseudonym,
+    /// normalized identity) when [`Transformer::person_of`] already
+    /// computed them: the identity column then reuses them instead of
+    /// normalizing and pseudonymizing the cell a second time.
+    #[allow(clippy::too_many_arguments)]
     fn transform_record(
         &self,
         rec: &ByteRecord,
         whole: Option<&str>,
+        person: Option<(&str, &str)>,
         key: &DataKey,
         row: &mut ByteRecord,
         bufs: &mut Buffers,
@@ -548,7 +562,8 @@ impl Transformer {
         if rec.len() != self.plan.input_width {
             return Err(RejectReason::WrongFieldCount { expected: self.plan.input_width, found: rec.len() });
         }
-        for c in &self.plan.columns {
+        let person_col = self.persons.as_ref().map(|(_, c)| *c);
+        for (ci, c) in self.plan.columns.iter().enumerate() {
             let raw = &rec[c.input_index];
             if c.action == Action::Drop && !c.required {
                 continue;
@@ -572,9 +587,18 @@ impl Transformer {
                 .then(|| memo.iter().find(|(i, n, _)| *i == c.input_index && *n == c.normalize))
                 .flatten()
                 .map(|(_, _, v)| std::borrow::Cow::Owned(v.clone()));
-            let value = match memo_hit {
-                Some(v) => v,
-                None => {
+            // The identity column of a per-person file: `person_of` has
+            // normalized and pseudonymized this very cell already.
+            let known = person.filter(|_| person_col == Some(ci));
+            let value = match (known, memo_hit) {
+                (Some((_, v)), hit) => {
+                    if hit.is_none() && self.shared_inputs.contains(&c.input_index) {
+                        memo.push((c.input_index, c.normalize, v.to_owned()));
+                    }
+                    std::borrow::Cow::Borrowed(v)
+                }
+                (None, Some(v)) => v,
+                (None, None) => {
                     let v = normalize::normalize(c.normalize, text, self.region).map_err(|_| {
                         RejectReason::NotAPhone { column: c.input_name.clone(), index: c.input_index + 1 }
                     })?;
@@ -607,7 +631,9 @@ impl Transformer {
                     }
                 }
                 Action::Pseudonymize => {
-                    if !value.is_empty() {
+                    if let Some((pseudonym, _)) = known {
+                        cell.extend_from_slice(pseudonym.as_bytes());
+                    } else if !value.is_empty() {
                         cell.extend_from_slice(self.prefix.as_bytes());
                         self.pseudonymizer.pseudonym_into(value.as_bytes(), cell);
                     }
