@@ -77,7 +77,7 @@ const WRITER_CACHE_KIB: i64 = 1 << 20;
 const READER_CACHE_KIB: i64 = 65_536;
 /// How much of the vault file a reader maps into memory (`PRAGMA
 /// mmap_size`): page reads then cost no copy and no system call.
-const READER_MMAP_BYTES: i64 = 4 << 30;
+const READER_MMAP_BYTES: i64 = 1 << 40;
 
 /// Vault errors. They name the vault and the pseudonym or dek_id, never
 /// an identity.
