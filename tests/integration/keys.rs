@@ -15,26 +15,6 @@ fn active_kek(wd: &Workdir) -> String {
     ring["active_kek"].as_str().unwrap().to_owned()
 }
 
-/// Processes `GOOD` as `inbox/<name>.csv` and returns the new output's path.
-fn process_one(wd: &Workdir, name: &str) -> String {
-    let before: BTreeSet<String> = wd.list("outbox").into_iter().collect();
-    wd.write(&format!("inbox/{name}.csv"), GOOD);
-    wd.piigate(&["process", "--config", "piigate.toml", &format!("inbox/{name}.csv")]).expect_ok();
-    let out = wd.list("outbox").into_iter().find(|n| n.ends_with(".csv") && !before.contains(n)).unwrap();
-    format!("outbox/{out}")
-}
-
-#[track_caller]
-fn python_verifies(wd: &Workdir, input: &str, output: &str) {
-    let py = wd.verify_with_python(input, output, &[]);
-    assert!(
-        py.status.success(),
-        "independent verifier failed on {output}:\n{}\n{}",
-        String::from_utf8_lossy(&py.stdout),
-        String::from_utf8_lossy(&py.stderr)
-    );
-}
-
 fn status(wd: &Workdir) -> serde_json::Value {
     let run = wd.piigate(&["keys", "status", "--config", "piigate.toml", "--json"]);
     run.expect_ok();
@@ -49,12 +29,12 @@ fn wraps(status: &serde_json::Value, kek: &str) -> Option<u64> {
 fn rotate_rewrap_retire_keeps_every_output_decryptable() {
     let wd = Workdir::new("");
     let old_kek = active_kek(&wd);
-    let first = process_one(&wd, "monday");
+    let first = wd.process_new("monday", GOOD);
 
     wd.piigate(&["keys", "rotate", "--config", "piigate.toml"]).expect_ok();
     let new_kek = active_kek(&wd);
     assert_ne!(old_kek, new_kek);
-    let second = process_one(&wd, "tuesday");
+    let second = wd.process_new("tuesday", GOOD);
     let recs = records(&wd);
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[0]["kek_id"], old_kek.as_str());
@@ -102,8 +82,8 @@ fn rotate_rewrap_retire_keeps_every_output_decryptable() {
     let mode = std::fs::metadata(wd.path("state/data-keys.jsonl")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // Independent check with a standard AES-GCM library.
-    python_verifies(&wd, "inbox/monday.csv", &first);
-    python_verifies(&wd, "inbox/tuesday.csv", &second);
+    wd.assert_python_verifies("inbox/monday.csv", &first);
+    wd.assert_python_verifies("inbox/tuesday.csv", &second);
 
     // A second rewrap has nothing to do.
     wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]).expect_ok();
@@ -117,8 +97,8 @@ fn rotate_rewrap_retire_keeps_every_output_decryptable() {
     assert_eq!(wraps(&status(&wd), &old_kek), None);
 
     // Without the old KEK, both outputs still decrypt.
-    python_verifies(&wd, "inbox/monday.csv", &first);
-    python_verifies(&wd, "inbox/tuesday.csv", &second);
+    wd.assert_python_verifies("inbox/monday.csv", &first);
+    wd.assert_python_verifies("inbox/tuesday.csv", &second);
     wd.piigate(&["decrypt", "--config", "piigate.toml", "--reason", "after retire", &first, "-o", "plain.csv"])
         .expect_ok();
     assert_eq!(csv_rows(&wd.read("plain.csv"))[1][1], "ana.test@example.test");
@@ -143,7 +123,7 @@ fn rotate_rewrap_retire_keeps_every_output_decryptable() {
 #[test]
 fn rewrap_with_a_missing_kek_names_it_and_changes_nothing() {
     let wd = Workdir::new("");
-    let out = process_one(&wd, "p");
+    let out = wd.process_new("p", GOOD);
     let mut text = wd.read("state/data-keys.jsonl");
     let rec: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     let dek_id = rec["dek_id"].as_str().unwrap().to_owned();
@@ -170,7 +150,7 @@ fn rewrap_with_a_missing_kek_names_it_and_changes_nothing() {
     wd.write("state/data-keys.jsonl", format!("{}\n", text.lines().next().unwrap()));
     wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]).expect_ok();
     assert_eq!(records(&wd)[0]["dek_id"], dek_id.as_str());
-    python_verifies(&wd, "inbox/p.csv", &out);
+    wd.assert_python_verifies("inbox/p.csv", &out);
 }
 
 #[test]
@@ -188,7 +168,7 @@ fn retire_unknown_kek_lists_the_ones_held() {
 #[test]
 fn rewrap_during_concurrent_processing_loses_no_data_key() {
     let wd = Workdir::new("");
-    process_one(&wd, "seed");
+    wd.process_new("seed", GOOD);
     std::thread::scope(|s| {
         let wd = &wd;
         let writers: Vec<_> = (0..2)
@@ -219,7 +199,7 @@ fn rewrap_during_concurrent_processing_loses_no_data_key() {
         assert!(ids.contains(dek_id), "data key of {out} was lost from the keystore");
         let input =
             format!("inbox/{}.csv", out.split('-').take(out.split('-').count() - 2).collect::<Vec<_>>().join("-"));
-        python_verifies(&wd, &input, &format!("outbox/{out}"));
+        wd.assert_python_verifies(&input, &format!("outbox/{out}"));
     }
 }
 
@@ -250,11 +230,11 @@ fn use_kek_command(wd: &Workdir) {
 fn kek_from_a_command_wraps_new_data_keys_and_never_lands_in_the_keyring() {
     let wd = Workdir::new("");
     let file_kek = active_kek(&wd);
-    let before = process_one(&wd, "before");
+    let before = wd.process_new("before", GOOD);
     let kms_kek = fake_kms(&wd);
     use_kek_command(&wd);
 
-    let after = process_one(&wd, "after");
+    let after = wd.process_new("after", GOOD);
     let recs = records(&wd);
     assert_eq!(recs[1]["kek_id"], "kms-1", "new data keys are wrapped under the command's KEK");
     let ring = wd.read("keys/keyring.toml");
@@ -281,8 +261,8 @@ fn kek_from_a_command_wraps_new_data_keys_and_never_lands_in_the_keyring() {
     assert!(ring["kek"].as_table().unwrap().is_empty(), "the keyring file holds no KEK any more");
     assert!(ring.contains_key("pseudonym_key"));
 
-    python_verifies(&wd, "inbox/before.csv", &before);
-    python_verifies(&wd, "inbox/after.csv", &after);
+    wd.assert_python_verifies("inbox/before.csv", &before);
+    wd.assert_python_verifies("inbox/after.csv", &after);
     let run = wd.piigate(&["decrypt", "--config", "piigate.toml", "--reason", "kms test", &before, "-o", "plain.csv"]);
     run.expect_ok();
     assert_eq!(csv_rows(&wd.read("plain.csv"))[1][1], "ana.test@example.test");
@@ -326,7 +306,7 @@ fn kek_command_needs_kek_id() {
 fn a_stale_keyring_cannot_wrap_under_a_retired_kek() {
     let wd = Workdir::new("");
     let old_kek = active_kek(&wd);
-    process_one(&wd, "first");
+    wd.process_new("first", GOOD);
     // What a long-running process loaded before the rotation.
     std::fs::copy(wd.path("keys/keyring.toml"), wd.path("keys/stale.toml")).unwrap();
     wd.piigate(&["keys", "rotate", "--config", "piigate.toml"]).expect_ok();
@@ -358,7 +338,7 @@ fn rotation_from_one_kms_key_to_another() {
     let wd = Workdir::new("");
     fake_kms(&wd);
     use_kek_command(&wd);
-    let first = process_one(&wd, "first");
+    let first = wd.process_new("first", GOOD);
     assert_eq!(records(&wd)[0]["kek_id"], "kms-1");
 
     let new_kek = piigate::crypto::keys::Kek::generate().to_base64();
@@ -371,7 +351,7 @@ fn rotation_from_one_kms_key_to_another() {
     wd.write("piigate.toml", &cfg);
     // New files need only the active KEK: the old KMS key is not asked for.
     wd.write("kms-store/deny", "");
-    let second = process_one(&wd, "second");
+    let second = wd.process_new("second", GOOD);
     assert_eq!(records(&wd)[1]["kek_id"], "kms-2");
     // Re-wrapping needs both.
     wd.piigate(&["keys", "rewrap", "--config", "piigate.toml"]).expect_code(2);
@@ -398,8 +378,8 @@ fn rotation_from_one_kms_key_to_another() {
     let cfg = wd.read("piigate.toml").replacen("previous_kek_commands = { kms-1 = \"./kms.sh\" }\n", "", 1);
     wd.write("piigate.toml", &cfg);
     std::fs::remove_file(wd.path("kms-store/kek.b64")).unwrap();
-    python_verifies(&wd, "inbox/first.csv", &first);
-    python_verifies(&wd, "inbox/second.csv", &second);
+    wd.assert_python_verifies("inbox/first.csv", &first);
+    wd.assert_python_verifies("inbox/second.csv", &second);
     wd.piigate(&["decrypt", "--config", "piigate.toml", "--reason", "r", &first, "-o", "plain.csv"]).expect_ok();
 }
 

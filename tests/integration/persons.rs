@@ -20,31 +20,11 @@ fn identity_workdir(forgotten: &str) -> Workdir {
     wd
 }
 
-/// Processes `GOOD` as `inbox/<name>.csv`; returns the new output's path.
-fn process_one(wd: &Workdir, name: &str) -> String {
-    let before: BTreeSet<String> = wd.list("outbox").into_iter().collect();
-    wd.write(&format!("inbox/{name}.csv"), GOOD);
-    wd.piigate(&["process", "--config", "piigate.toml", &format!("inbox/{name}.csv")]).expect_ok();
-    let out = wd.list("outbox").into_iter().find(|n| n.ends_with(".csv") && !before.contains(n)).unwrap();
-    format!("outbox/{out}")
-}
-
 /// Per output row: (pseudonym, dek_id of the `email` token).
 fn row_keys(wd: &Workdir, out: &str) -> Vec<(String, String)> {
     let rows = csv_rows(&wd.read(out));
     assert_eq!(rows[0][..2], ["identity", "email"]);
     rows[1..].iter().map(|r| (r[0].clone(), r[1].split(':').nth(1).unwrap().to_owned())).collect()
-}
-
-#[track_caller]
-fn python_verifies(wd: &Workdir, input: &str, output: &str) {
-    let py = wd.verify_with_python(input, output, &[]);
-    assert!(
-        py.status.success(),
-        "independent verifier failed on {output}:\n{}\n{}",
-        String::from_utf8_lossy(&py.stdout),
-        String::from_utf8_lossy(&py.stderr)
-    );
 }
 
 fn pseudonym_of(wd: &Workdir, email: &str) -> String {
@@ -56,8 +36,8 @@ fn pseudonym_of(wd: &Workdir, email: &str) -> String {
 #[test]
 fn forget_erases_one_person_in_earlier_outputs_and_reveal_follows() {
     let wd = identity_workdir("reject");
-    let first = process_one(&wd, "monday");
-    python_verifies(&wd, "inbox/monday.csv", &first);
+    let first = wd.process_new("monday", GOOD);
+    wd.assert_python_verifies("inbox/monday.csv", &first);
     let keys = row_keys(&wd, &first);
     assert_eq!(keys.len(), 5);
     // Rows 1 and 2 are one person (Ana, typed two ways): one key; everyone else their own.
@@ -67,9 +47,9 @@ fn forget_erases_one_person_in_earlier_outputs_and_reveal_follows() {
     let by_person: HashMap<&str, &str> = keys.iter().map(|(p, k)| (p.as_str(), k.as_str())).collect();
     assert_eq!(by_person.len(), 4);
     // The same person gets the same key in a later file.
-    let second = process_one(&wd, "tuesday");
+    let second = wd.process_new("tuesday", GOOD);
     assert_eq!(row_keys(&wd, &second), keys);
-    python_verifies(&wd, "inbox/tuesday.csv", &second);
+    wd.assert_python_verifies("inbox/tuesday.csv", &second);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -115,7 +95,7 @@ fn forget_erases_one_person_in_earlier_outputs_and_reveal_follows() {
     wd.piigate(&["reveal", "--config", "piigate.toml", "--reason", "support", &carol]).expect_ok();
 
     // A later file with her rows: rejected by line under forgotten = "reject".
-    let third = process_one(&wd, "wednesday");
+    let third = wd.process_new("wednesday", GOOD);
     assert_eq!(csv_rows(&wd.read(&third)).len(), 4, "header + 3 persons");
     let report = wd.list("state/runs").into_iter().last().unwrap();
     let report: serde_json::Value = serde_json::from_str(&wd.read(&format!("state/runs/{report}"))).unwrap();
@@ -142,7 +122,7 @@ fn forget_erases_one_person_in_earlier_outputs_and_reveal_follows() {
 #[test]
 fn new_key_policy_gives_a_fresh_key_and_rewrap_covers_person_keys() {
     let wd = identity_workdir("new-key");
-    let first = process_one(&wd, "monday");
+    let first = wd.process_new("monday", GOOD);
     let carol = pseudonym_of(&wd, "carol@example.test");
     let old_key = row_keys(&wd, &first)[4].1.clone();
     let run = wd.piigate(&["forget", "--config", "piigate.toml", "--pseudonym", &carol]);
@@ -152,12 +132,12 @@ fn new_key_policy_gives_a_fresh_key_and_rewrap_covers_person_keys() {
     let run = wd.piigate(&["forget", "--config", "piigate.toml", "--pseudonym", &stranger]);
     assert!(run.stderr().contains("1 had no key"), "{}", run.describe());
 
-    let second = process_one(&wd, "tuesday");
+    let second = wd.process_new("tuesday", GOOD);
     let keys = row_keys(&wd, &second);
     assert_eq!(keys.len(), 5, "no row rejected under new-key");
     assert_eq!(keys[4].0, carol);
     assert_ne!(keys[4].1, old_key, "a forgotten person gets a fresh key");
-    python_verifies(&wd, "inbox/tuesday.csv", &second);
+    wd.assert_python_verifies("inbox/tuesday.csv", &second);
 
     // Rotate, rewrap (vault included), retire: the old outputs still decrypt.
     let ring: toml::Table = wd.read("keys/keyring.toml").parse().unwrap();
@@ -173,7 +153,7 @@ fn new_key_policy_gives_a_fresh_key_and_rewrap_covers_person_keys() {
     let s: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
     assert_eq!(s["person_keys"], 4);
     wd.piigate(&["keys", "retire", "--config", "piigate.toml", &old_kek]).expect_ok();
-    python_verifies(&wd, "inbox/tuesday.csv", &second);
+    wd.assert_python_verifies("inbox/tuesday.csv", &second);
     let run = wd.piigate(&["decrypt", "--config", "piigate.toml", "--reason", "audit", &first, "-o", "plain.csv"]);
     run.expect_ok();
     assert!(run.stderr().contains("3 cell(s) of forgotten persons left empty"), "{}", run.describe());

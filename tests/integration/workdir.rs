@@ -215,6 +215,29 @@ default_region = "US"
         }
         cmd.output().expect("python3 must be installed (scripts/test.sh installs it)")
     }
+
+    /// Asserts that the independent Python verifier accepts `output` made from
+    /// `input` (no rejected rows).
+    #[track_caller]
+    pub fn assert_python_verifies(&self, input: &str, output: &str) {
+        let py = self.verify_with_python(input, output, &[]);
+        assert!(
+            py.status.success(),
+            "independent verifier failed on {output}:\n{}\n{}",
+            String::from_utf8_lossy(&py.stdout),
+            String::from_utf8_lossy(&py.stderr)
+        );
+    }
+
+    /// Writes `content` as `inbox/<name>.csv`, runs `piigate process` on it
+    /// and returns the path (`outbox/...`) of the CSV output it added.
+    pub fn process_new(&self, name: &str, content: &str) -> String {
+        let before: std::collections::BTreeSet<String> = self.list("outbox").into_iter().collect();
+        self.write(&format!("inbox/{name}.csv"), content);
+        self.piigate(&["process", "--config", "piigate.toml", &format!("inbox/{name}.csv")]).expect_ok();
+        let out = self.list("outbox").into_iter().find(|n| n.ends_with(".csv") && !before.contains(n)).unwrap();
+        format!("outbox/{out}")
+    }
 }
 
 /// Parses CSV text into rows of strings.
