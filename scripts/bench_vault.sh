@@ -15,12 +15,12 @@
 #  4. Pre-fills a vault template with --prefill persons, or reuses
 #     target/bench-vault/vault-template-N.sqlite from an earlier run: piigate
 #     creates the vault (schema and pragmas) on a 1-row file, then sqlite3
-#     inserts filler rows directly (random pseudonyms, dek_ids, nonces, wrapped
-#     keys and identities: the right shapes and sizes, but not keys anything can
-#     unwrap, so never run `keys rewrap` on such a vault). The filler rows are
-#     inserted in pseudonym order (10M took 30 min here, at low priority beside
-#     builds; cached afterwards), which packs the
-#     table's pages fuller than years of random inserts would.
+#     inserts filler rows directly (random pseudonyms, slots, dek_ids, nonces,
+#     wrapped keys and identities: the right shapes and sizes, but not keys
+#     anything can unwrap, so never run `keys rewrap` on such a vault). The
+#     filler rows are inserted in slot order (10M: a few minutes; cached
+#     afterwards), which packs the table's pages fuller than years of random
+#     inserts would.
 #  5. Times, as the median of --runs runs (default 3) under GNU time, the
 #     file-scope run and the identity-scope run. Without --known, before each
 #     identity run the template is copied fresh, so every run adds N new persons
@@ -83,23 +83,29 @@ else
     say "creating a vault of $PREFILL persons"
     head -2 "$IN" > "$B/one.csv"
     "$BIN" --quiet process --config "$B/identity.toml" -o "$B/out" "$B/one.csv"
-    KEK=$(sqlite3 "$B/state-id/vault.sqlite" "SELECT kek_id FROM persons LIMIT 1")
+    KEK=$(sqlite3 "$B/state-id/vault.sqlite" "SELECT kek_id FROM person_keys LIMIT 1")
     T0=$(date +%s)
+    # The dek_id index is dropped for the bulk insert and built again after
+    # (a sort, instead of millions of random inserts).
     sqlite3 "$B/state-id/vault.sqlite" >/dev/null <<SQL
 PRAGMA journal_mode = DELETE;
 PRAGMA synchronous = OFF;
 PRAGMA cache_size = -2000000;
 PRAGMA temp_store = FILE;
 BEGIN;
+DROP INDEX person_keys_dek_id;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $PREFILL)
-INSERT INTO persons (pseudonym, dek_id, kek_id, nonce, wrapped, identity, created)
-SELECT p, lower(hex(randomblob(8))), '$KEK', randomblob(12), randomblob(48), randomblob(12 + 24 + 16),
-       '2026-01-01T00:00:00Z'
-FROM (SELECT 'u_' || substr(lower(hex(randomblob(16))), 1, 26) AS p FROM n) ORDER BY p;
+INSERT INTO person_identities (id, pseudonym, identity, created)
+SELECT 1000 + i, 'u_' || substr(lower(hex(randomblob(16))), 1, 26), randomblob(12 + 24 + 16), '2026-01-01T00:00:00Z'
+FROM n;
+INSERT OR IGNORE INTO person_keys (slot, tag, dek_id, kek_id, nonce, wrapped, person)
+SELECT s, random(), lower(hex(randomblob(8))), '$KEK', randomblob(12), randomblob(48), id
+FROM (SELECT random() & 1152921504606846975 AS s, id FROM person_identities WHERE id > 1000) ORDER BY s;
+CREATE UNIQUE INDEX person_keys_dek_id ON person_keys (dek_id);
 COMMIT;
 PRAGMA journal_mode = WAL;
 SQL
-    say "pre-filled in $(( $(date +%s) - T0 )) s: $(sqlite3 "$B/state-id/vault.sqlite" 'SELECT count(*) FROM persons') persons, $(du -h "$B/state-id/vault.sqlite" | cut -f1)"
+    say "pre-filled in $(( $(date +%s) - T0 )) s: $(sqlite3 "$B/state-id/vault.sqlite" 'SELECT count(*) FROM person_keys') persons, $(du -h "$B/state-id/vault.sqlite" | cut -f1)"
     mv "$B/state-id/vault.sqlite" "$TEMPLATE.partial"
     mv "$TEMPLATE.partial" "$TEMPLATE"
     rm -f "$B/state-id/vault.sqlite-wal" "$B/state-id/vault.sqlite-shm"
@@ -137,7 +143,7 @@ if [ -n "$KNOWN" ]; then
     say "filled the vault with the file's persons in $(( $(date +%s) - T0 )) s (untimed)"
 fi
 measure identity "$B/identity.toml"
-AFTER=$(sqlite3 "$B/state-id/vault.sqlite" 'SELECT count(*) FROM persons')
+AFTER=$(sqlite3 "$B/state-id/vault.sqlite" 'SELECT count(*) FROM person_keys')
 
 echo
 echo "| dek_scope | vault persons before | rows | median wall s | rows/s | peak RSS MB |"

@@ -244,10 +244,17 @@ def load_vault(path, keks, pkey, deks, bad):
     persons = {}
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = db.execute("SELECT pseudonym, dek_id, kek_id, nonce, wrapped, identity FROM persons").fetchall()
+        rows = db.execute(
+            "SELECT i.pseudonym, k.dek_id, k.kek_id, k.nonce, k.wrapped, i.identity, k.slot, k.tag"
+            " FROM person_keys k JOIN person_identities i ON i.id = k.person"
+        ).fetchall()
     finally:
         db.close()
-    for pseudo, dek_id, kek_id, nonce, wrapped, sealed in rows:
+    for pseudo, dek_id, kek_id, nonce, wrapped, sealed, slot, tag in rows:
+        h = hashlib.sha256(pseudo.encode("utf-8")).digest()
+        base = int.from_bytes(h[:8], "big") >> 4
+        if not (base <= slot < base + 16) or tag != int.from_bytes(h[8:16], "big", signed=True):
+            raise ConfigError(f"vault: person key {dek_id} is not in its pseudonym's slot window")
         try:
             if kek_id not in keks:
                 raise FormatError("unknown-kek")
