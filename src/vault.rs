@@ -753,6 +753,9 @@ fn create_or_migrate(conn: &Connection, version: i64) -> rusqlite::Result<()> {
             return Ok(0);
         }
         if version == 1 {
+            tracing::info!(
+                "key vault: moving person keys to vault version {VAULT_VERSION} (once; one to two minutes per million persons)"
+            );
             conn.execute_batch("ALTER TABLE persons RENAME TO persons_v1")?;
         }
         conn.execute_batch(SCHEMA)?;
