@@ -1,9 +1,10 @@
 //! Cell-level detectors: hand-written scanners over the bytes of one cell.
 //! No regular expressions and no allocation of their own; a cheap first pass
-//! counts digits, dots, colons, dashes, letters and `@`, and skips every
-//! detector the cell cannot satisfy. The phone-number library (which does
-//! allocate, and costs 10-50 µs a call) only sees digit runs that survive the
-//! structural filters and the region's possible lengths.
+//! counts digits, dots, colons, dashes, slashes, letters and `@` (one table
+//! look-up per byte), and skips every detector the cell cannot satisfy. The
+//! phone-number library (which does allocate, and costs 10-50 µs a call)
+//! only sees digit runs that survive the structural filters and the region's
+//! possible lengths.
 //!
 //! [`detect`] reports every [`PiiKind`] found anywhere in a cell, free text
 //! included. [`detect_evidence`] also reports the *near misses* (a value
@@ -193,7 +194,16 @@ impl KindSet {
 
     /// The kinds in the set, in [`PiiKind::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = PiiKind> {
-        PiiKind::ALL.into_iter().filter(move |k| self.contains(*k))
+        // Bit k is `PiiKind::ALL[k]`: walk the set bits, lowest first.
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let k = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(PiiKind::ALL[k])
+        })
     }
 }
 
@@ -261,20 +271,9 @@ pub(crate) fn detect_evidence_with(cell: &str, region: Option<country::Id>, phon
     if s.len() < 6 {
         return;
     }
-    let (mut digits, mut dots, mut colons, mut dashes, mut letters, mut at) = (0u32, 0u32, 0u32, 0u32, 0u32, false);
-    for &b in s {
-        match b {
-            b'0'..=b'9' => digits += 1,
-            b'.' => dots += 1,
-            b':' => colons += 1,
-            b'-' => dashes += 1,
-            b'@' => at = true,
-            b'a'..=b'z' | b'A'..=b'Z' => letters += 1,
-            _ => {}
-        }
-    }
+    let ByteCounts { digits, dots, colons, dashes, slashes, letters, at } = ByteCounts::of(s);
     let mut claims = Claims::default();
-    if at {
+    if at > 0 {
         scan_email(s, ev);
     }
     if digits >= 8 && letters >= 2 && s.len() >= 15 {
@@ -292,7 +291,9 @@ pub(crate) fn detect_evidence_with(cell: &str, region: Option<country::Id>, phon
     if colons >= 2 {
         scan_ipv6(s, ev);
     }
-    if digits >= 5 {
+    // A numeric date repeats its separator ("1987-04-12"); a date with a
+    // month name needs a word of three letters.
+    if digits >= 5 && (letters >= 3 || dashes >= 2 || dots >= 2 || slashes >= 2) {
         scan_dates(s, letters >= 3, ev);
     }
     if digits >= 10 && dots >= 2 {
@@ -300,6 +301,73 @@ pub(crate) fn detect_evidence_with(cell: &str, region: Option<country::Id>, phon
     }
     if phones && digits >= 7 {
         scan_phones(s, region, &claims, ev);
+    }
+}
+
+/// How often each byte class the detectors care about occurs in a cell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ByteCounts {
+    digits: u32,
+    dots: u32,
+    colons: u32,
+    dashes: u32,
+    slashes: u32,
+    /// ASCII letters.
+    letters: u32,
+    at: u32,
+}
+
+// The first pass adds one table entry per byte: each class owns an 8-bit
+// lane of a u64, flushed every 255 bytes so that no lane overflows.
+const LANE_DIGIT: u32 = 0;
+const LANE_DOT: u32 = 8;
+const LANE_COLON: u32 = 16;
+const LANE_DASH: u32 = 24;
+const LANE_SLASH: u32 = 32;
+const LANE_LETTER: u32 = 40;
+const LANE_AT: u32 = 48;
+
+const BYTE_LANES: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let lane = match c {
+            b'0'..=b'9' => Some(LANE_DIGIT),
+            b'.' => Some(LANE_DOT),
+            b':' => Some(LANE_COLON),
+            b'-' => Some(LANE_DASH),
+            b'/' => Some(LANE_SLASH),
+            b'a'..=b'z' | b'A'..=b'Z' => Some(LANE_LETTER),
+            b'@' => Some(LANE_AT),
+            _ => None,
+        };
+        if let Some(l) = lane {
+            t[b] = 1 << l;
+        }
+        b += 1;
+    }
+    t
+};
+
+impl ByteCounts {
+    fn of(s: &[u8]) -> Self {
+        let mut c = ByteCounts::default();
+        for chunk in s.chunks(255) {
+            let mut acc = 0u64;
+            for &b in chunk {
+                acc += BYTE_LANES[usize::from(b)];
+            }
+            let lane = |l: u32| ((acc >> l) & 0xff) as u32;
+            c.digits += lane(LANE_DIGIT);
+            c.dots += lane(LANE_DOT);
+            c.colons += lane(LANE_COLON);
+            c.dashes += lane(LANE_DASH);
+            c.slashes += lane(LANE_SLASH);
+            c.letters += lane(LANE_LETTER);
+            c.at += lane(LANE_AT);
+        }
+        c
     }
 }
 
@@ -585,16 +653,23 @@ pub(crate) fn luhn(d: &[u8]) -> bool {
 
 fn scan_ssn(s: &[u8], ev: &mut Evidence) {
     let n = s.len();
-    let mut i = 0;
-    while i + 11 <= n {
+    // Every `ddd-dd-dddd` has its first dash three bytes in, so only dashes
+    // are candidates, taken in order. No shape can start inside another
+    // (its only digits after a non-digit are followed by too few digits).
+    for p in memchr::memchr_iter(b'-', s) {
+        if p + 8 > n {
+            break;
+        }
+        if p < 3 {
+            continue;
+        }
+        let i = p - 3;
         if !s[i].is_ascii_digit() || before(s, i).is_ascii_digit() {
-            i += 1;
             continue;
         }
         let w = &s[i..i + 11];
         let shape = w.iter().enumerate().all(|(k, &b)| if k == 3 || k == 6 { b == b'-' } else { b.is_ascii_digit() });
         if !shape {
-            i += 1;
             continue;
         }
         let p = before(s, i);
@@ -610,7 +685,6 @@ fn scan_ssn(s: &[u8], ev: &mut Evidence) {
             }
             ev.near.insert(PiiKind::NationalId);
         }
-        i += 11;
     }
 }
 
@@ -645,9 +719,10 @@ fn scan_iban(s: &[u8], ev: &mut Evidence, claims: &mut Claims) {
     let n = s.len();
     let mut i = 0;
     while i + 15 <= n {
-        // The check digits first: rarer than letters in text.
+        // The check digits first: rarer than letters in text. Without a
+        // digit at i + 3 no IBAN starts at i or at i + 1.
         if !s[i + 3].is_ascii_digit() {
-            i += 1;
+            i += 2;
             continue;
         }
         let (a, b) = (s[i], s[i + 1]);
@@ -915,7 +990,10 @@ const MONTHS: [&[u8]; 12] = [
 ];
 
 fn month_of(word: &[u8]) -> Option<u32> {
-    if !(3..=9).contains(&word.len()) {
+    // Every month name (and "sept") starts with one of these letters.
+    if !(3..=9).contains(&word.len())
+        || !matches!(word[0].to_ascii_lowercase(), b'a' | b'd' | b'f' | b'j' | b'm' | b'n' | b'o' | b's')
+    {
         return None;
     }
     for (k, m) in MONTHS.iter().enumerate() {
@@ -1961,6 +2039,131 @@ mod tests {
             detect_evidence(c, Some(country::Id::US), &mut ev);
             let padded = format!("{c}4111 1111 1111 1111{c}");
             detect_evidence(&padded, Some(country::Id::US), &mut ev);
+        }
+    }
+
+    #[test]
+    fn kindset_bits_follow_all() {
+        for (k, kind) in PiiKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, k);
+            let one: KindSet = [kind].into_iter().collect();
+            assert_eq!(one.iter().collect::<Vec<_>>(), vec![kind]);
+        }
+        let all: KindSet = PiiKind::ALL.into_iter().collect();
+        assert_eq!(all.iter().collect::<Vec<_>>(), PiiKind::ALL.to_vec());
+        assert_eq!(KindSet::EMPTY.iter().count(), 0);
+    }
+
+    #[test]
+    fn byte_counts_match_a_plain_count() {
+        let naive = |s: &[u8]| ByteCounts {
+            digits: s.iter().filter(|b| b.is_ascii_digit()).count() as u32,
+            dots: s.iter().filter(|&&b| b == b'.').count() as u32,
+            colons: s.iter().filter(|&&b| b == b':').count() as u32,
+            dashes: s.iter().filter(|&&b| b == b'-').count() as u32,
+            slashes: s.iter().filter(|&&b| b == b'/').count() as u32,
+            letters: s.iter().filter(|b| b.is_ascii_alphabetic()).count() as u32,
+            at: s.iter().filter(|&&b| b == b'@').count() as u32,
+        };
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        // Lengths around the 255-byte flush, one class repeated and mixed.
+        for len in [0usize, 1, 6, 254, 255, 256, 509, 510, 511, 1000] {
+            for b in 0..=255u8 {
+                let s = vec![b; len];
+                assert_eq!(ByteCounts::of(&s), naive(&s), "byte {b} x {len}");
+            }
+            let mixed: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            assert_eq!(ByteCounts::of(&mixed), naive(&mixed), "mixed x {len}");
+        }
+    }
+
+    #[test]
+    fn dates_at_the_prefilter_thresholds() {
+        // Five digits and three letters; six digits and two separators.
+        for v in ["1 May 1990", "May 1 1990", "1-1-1990", "1/1/1990", "1.1.1990", "1990-1-1", "1990/1/1"] {
+            assert!(has(v, PiiKind::DateOfBirth), "{v}");
+        }
+        // One separator or two letters: no date at all, not even a near miss.
+        for v in ["1-11990", "19901/1", "ab 1.1990", "C1234567", "1234.56"] {
+            let mut ev = Evidence::default();
+            detect_evidence(v, Some(country::Id::US), &mut ev);
+            assert!(!ev.found.contains(PiiKind::DateOfBirth) && !ev.near.contains(PiiKind::DateOfBirth), "{v}");
+        }
+        for m in [
+            "Jan",
+            "January",
+            "Feb",
+            "February",
+            "Mar",
+            "March",
+            "Apr",
+            "April",
+            "May",
+            "Jun",
+            "June",
+            "Jul",
+            "July",
+            "Aug",
+            "August",
+            "Sep",
+            "Sept",
+            "September",
+            "Oct",
+            "October",
+            "Nov",
+            "November",
+            "Dec",
+            "December",
+        ] {
+            for v in [format!("3 {m} 1961"), format!("{} 3, 1961", m.to_uppercase())] {
+                assert!(has(&v, PiiKind::DateOfBirth), "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn ssns_anywhere_among_dashes() {
+        // First dash at byte 3, the SSN ending the cell, after other dashes
+        // and after a near miss.
+        for v in [
+            "078-05-1120",
+            "a - 078-05-1120",
+            "ref 2024-03-12 - 078-05-1120",
+            "--- 078-05-1120 ---",
+            "000-12-3456 or 078-05-1120",
+            "12-34-56 078-05-1120",
+        ] {
+            assert!(has(v, PiiKind::NationalId), "{v}");
+        }
+        let mut ev = Evidence::default();
+        detect_evidence("000-12-3456 or 078-05-1120", None, &mut ev);
+        assert!(ev.near.contains(PiiKind::NationalId));
+        for v in ["78-05-1120", "078-05-112", "0078-05-1120", "078-05-11200", "x-078-05-1120"] {
+            let mut ev = Evidence::default();
+            detect_evidence(v, None, &mut ev);
+            assert!(ev.found.is_empty() || !ev.found.contains(PiiKind::NationalId), "{v}");
+        }
+    }
+
+    #[test]
+    fn ibans_at_every_offset() {
+        // The scan steps two bytes past a position without a check digit:
+        // an IBAN must be found whatever its offset.
+        for pad in 0..6 {
+            let lead = "x ".repeat(pad / 2) + if pad % 2 == 1 { "- " } else { "" };
+            for iban in ["NO9386011117947", "NO93 8601 1117 947", "DE89370400440532013000"] {
+                let v = format!("{lead}{iban}");
+                assert!(has(&v, PiiKind::Iban), "{v}");
+                let v = format!("{}{iban}", " ".repeat(pad));
+                assert!(has(&v, PiiKind::Iban), "{v}");
+            }
         }
     }
 
