@@ -234,7 +234,8 @@ pub struct Vault {
     /// one when none is idle) and puts it back, so there are at most as many
     /// as threads that looked up persons at the same time.
     readers: Mutex<Vec<Connection>>,
-    keks: BTreeMap<KekId, Kek>,
+    /// The keyring's KEKs, expanded, by id.
+    keks: HashMap<String, aead::KekCipher>,
     active: (KekId, Kek),
     retired_file: Option<PathBuf>,
     cache: Mutex<HashMap<Slot, Arc<DataKey>>>,
@@ -309,7 +310,10 @@ impl Vault {
         if version < VAULT_VERSION {
             create_or_migrate(&conn, version).map_err(&err)?;
         }
-        let keks = keyring.kek_ids().filter_map(|id| keyring.kek(id).map(|k| (id.clone(), k.clone()))).collect();
+        let keks = keyring
+            .kek_ids()
+            .filter_map(|id| keyring.kek(id).map(|k| (id.to_string(), aead::KekCipher::new(k))))
+            .collect();
         let (aid, akek) = keyring.active();
         Ok(Self {
             path: path.to_owned(),
@@ -364,17 +368,37 @@ impl Vault {
 
     /// The person's DEK, unwrapped with the KEK its record names.
     fn unwrap_dek(&self, rec: &PersonRecord, keyring_path: &Path) -> Result<(DekId, Dek), VaultError> {
-        let crypto = |source| VaultError::Crypto { dek_id: rec.dek_id.clone(), source };
-        let dek_id: DekId = rec.dek_id.parse().map_err(crypto)?;
-        let kek = rec.kek_id.parse::<KekId>().ok().and_then(|id| self.keks.get(&id)).ok_or_else(|| {
-            VaultError::MissingKek {
-                keyring: keyring_path.to_owned(),
-                dek_id: rec.dek_id.clone(),
-                kek_id: rec.kek_id.clone(),
-            }
+        self.unwrap_parts(&rec.dek_id, &rec.kek_id, &rec.nonce, &rec.wrapped, keyring_path)
+    }
+
+    /// A stored DEK, unwrapped with the KEK `kek_id` names.
+    fn unwrap_parts(
+        &self,
+        dek_id: &str,
+        kek_id: &str,
+        nonce: &[u8],
+        wrapped: &[u8],
+        keyring_path: &Path,
+    ) -> Result<(DekId, Dek), VaultError> {
+        let crypto = |source| VaultError::Crypto { dek_id: dek_id.to_owned(), source };
+        let id: DekId = dek_id.parse().map_err(crypto)?;
+        let kek = self.keks.get(kek_id).ok_or_else(|| VaultError::MissingKek {
+            keyring: keyring_path.to_owned(),
+            dek_id: dek_id.to_owned(),
+            kek_id: kek_id.to_owned(),
         })?;
-        let dek = aead::unwrap_dek(kek, &dek_id, &rec.nonce, &rec.wrapped).map_err(crypto)?;
-        Ok((dek_id, dek))
+        let dek = kek.unwrap_dek(&id, nonce, wrapped).map_err(crypto)?;
+        Ok((id, dek))
+    }
+
+    /// The data key of a `person_keys` row selected as in [`SELECT_WINDOW`],
+    /// read without copying its columns.
+    fn unwrap_row(&self, r: &rusqlite::Row<'_>, keyring_path: &Path) -> Result<DataKey, VaultError> {
+        let err = sql_err(&self.path);
+        let text = |i: usize| r.get_ref(i).and_then(|v| v.as_str().map_err(Into::into)).map_err(&err);
+        let blob = |i: usize| r.get_ref(i).and_then(|v| v.as_blob().map_err(Into::into)).map_err(&err);
+        let (id, dek) = self.unwrap_parts(text(2)?, text(3)?, blob(4)?, blob(5)?, keyring_path)?;
+        Ok(DataKey::new(id, &dek))
     }
 
     /// Makes every person key handed out so far durable: commits the open
@@ -437,18 +461,22 @@ impl Vault {
                 let mut window = conn.prepare_cached(SELECT_WINDOW)?;
                 let mut records = Vec::with_capacity(wanted.len());
                 for s in &wanted {
-                    if let Some(r) = find_person(&mut window, *s)? {
-                        records.push((*s, r));
+                    let mut rows = window.query([s.base])?;
+                    while let Some(r) = rows.next()? {
+                        if r.get_ref(1)?.as_i64()? == s.tag {
+                            records.push((*s, self.unwrap_row(r, keyring_path)));
+                            break;
+                        }
                     }
                 }
                 Ok(records)
             })?;
         }
         let mut fresh_cache = Vec::with_capacity(records.len());
-        for (s, rec) in &records {
-            let key = Arc::new(self.unwrap(rec, keyring_path)?);
-            fresh_cache.push((*s, key.clone()));
-            found.insert(*s, PersonKey::Key(key));
+        for (s, key) in records {
+            let key = Arc::new(key?);
+            fresh_cache.push((s, key.clone()));
+            found.insert(s, PersonKey::Key(key));
         }
         // 2. The rest: forgotten, or new. One write transaction.
         let missing: Vec<(Slot, &(String, String))> = {

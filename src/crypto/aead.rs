@@ -36,10 +36,10 @@ pub const MAX_VALUES_PER_DEK: u64 = 1 << 31;
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-fn wrap_ad(dek_id: &DekId) -> Vec<u8> {
-    let mut ad = Vec::with_capacity(DEK_WRAP_LABEL.len() + 16);
-    ad.extend_from_slice(DEK_WRAP_LABEL.as_bytes());
-    ad.extend_from_slice(dek_id.as_str().as_bytes());
+fn wrap_ad(dek_id: &DekId) -> [u8; DEK_WRAP_LABEL.len() + 16] {
+    let mut ad = [0u8; DEK_WRAP_LABEL.len() + 16];
+    ad[..DEK_WRAP_LABEL.len()].copy_from_slice(DEK_WRAP_LABEL.as_bytes());
+    ad[DEK_WRAP_LABEL.len()..].copy_from_slice(dek_id.as_str().as_bytes());
     ad
 }
 
@@ -91,25 +91,46 @@ pub fn wrap_dek(kek: &Kek, dek_id: &DekId, dek: &Dek, nonce: &[u8; NONCE_LEN]) -
 /// [`CryptoError::Auth`] for a wrong KEK, a `dek_id` that does not match, or
 /// altered bytes.
 pub fn unwrap_dek(kek: &Kek, dek_id: &DekId, nonce: &[u8], wrapped: &[u8]) -> Result<Dek, CryptoError> {
-    if nonce.len() != NONCE_LEN {
-        return Err(CryptoError::Malformed("wrapping nonce must be 12 bytes"));
+    KekCipher::new(kek).unwrap_dek(dek_id, nonce, wrapped)
+}
+
+/// A KEK expanded once for unwrapping many DEKs (the per-person key vault
+/// unwraps one per person it looks up). Zeroized on drop by the `aes`
+/// crate, like [`DataKey`].
+pub struct KekCipher(Aes256Gcm);
+
+impl KekCipher {
+    /// Expands `kek`.
+    pub fn new(kek: &Kek) -> Self {
+        Self(Aes256Gcm::new(kek.expose().into()))
     }
-    if wrapped.len() < KEY_LEN + TAG_LEN {
-        return Err(CryptoError::Truncated);
+
+    /// As [`unwrap_dek`], with this KEK.
+    ///
+    /// # Errors
+    /// As [`unwrap_dek`].
+    pub fn unwrap_dek(&self, dek_id: &DekId, nonce: &[u8], wrapped: &[u8]) -> Result<Dek, CryptoError> {
+        if nonce.len() != NONCE_LEN {
+            return Err(CryptoError::Malformed("wrapping nonce must be 12 bytes"));
+        }
+        if wrapped.len() < KEY_LEN + TAG_LEN {
+            return Err(CryptoError::Truncated);
+        }
+        if wrapped.len() > KEY_LEN + TAG_LEN {
+            return Err(CryptoError::Malformed("a wrapped data key is 48 bytes"));
+        }
+        let mut buf = [0u8; KEY_LEN];
+        buf.copy_from_slice(&wrapped[..KEY_LEN]);
+        let tag = Tag::from_slice(&wrapped[KEY_LEN..]);
+        let opened = self.0.decrypt_in_place_detached(Nonce::from_slice(nonce), &wrap_ad(dek_id), &mut buf, tag);
+        if opened.is_err() {
+            zeroize::Zeroize::zeroize(&mut buf);
+            return Err(CryptoError::Auth);
+        }
+        let dek = Dek::from_bytes(buf);
+        zeroize::Zeroize::zeroize(&mut buf);
+        Ok(dek)
     }
-    if wrapped.len() > KEY_LEN + TAG_LEN {
-        return Err(CryptoError::Malformed("a wrapped data key is 48 bytes"));
-    }
-    let cipher = Aes256Gcm::new(kek.expose().into());
-    let mut buf = wrapped[..KEY_LEN].to_vec();
-    let tag = Tag::from_slice(&wrapped[KEY_LEN..]);
-    cipher
-        .decrypt_in_place_detached(Nonce::from_slice(nonce), &wrap_ad(dek_id), &mut buf, tag)
-        .map_err(|_| CryptoError::Auth)?;
-    let mut bytes = [0u8; KEY_LEN];
-    bytes.copy_from_slice(&buf);
-    zeroize::Zeroize::zeroize(&mut buf);
-    Ok(Dek::from_bytes(bytes))
 }
 
 /// A data key ready for use: its identifier and the expanded AES key
