@@ -30,10 +30,11 @@
 //! the window that was free when it was made, and `tag` tells the persons of
 //! one window apart. Look-ups thus walk a B-tree keyed by 8-byte integers
 //! that holds only the 100-odd bytes per person that processing needs: at
-//! 10 million persons about 0.9 GB, a third of a table keyed by the
-//! pseudonym text with the identities in it, which is what makes look-ups
-//! at that size cheap (each one touches fewer cold pages). Identities, which
-//! only `reveal` reads, are appended to their own table.
+//! 10 million persons 0.9 GB packed (1.4 GB after a million random
+//! inserts), against 2.8 GB for a table keyed by the pseudonym text with
+//! the identities in it, so each look-up touches fewer cold pages
+//! (docs/PERFORMANCE.md). Identities, which only `reveal` reads, are
+//! appended to their own table.
 //!
 //! The wrapping is exactly that of keystore records (`docs/FORMAT.md`), so
 //! `keys rewrap`, `status` and `retire` cover vault keys the same way.
