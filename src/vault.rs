@@ -467,12 +467,8 @@ impl Vault {
                 let mut window = conn.prepare_cached(SELECT_WINDOW)?;
                 let mut records = Vec::with_capacity(wanted.len());
                 for s in &wanted {
-                    let mut rows = window.query([s.base])?;
-                    while let Some(r) = rows.next()? {
-                        if r.get_ref(1)?.as_i64()? == s.tag {
-                            records.push((*s, self.unwrap_row(r, keyring_path)));
-                            break;
-                        }
+                    if let (Some(key), _) = scan_window(&mut window, *s, |r| Ok(self.unwrap_row(r, keyring_path)))? {
+                        records.push((*s, key));
                     }
                 }
                 Ok(records)
@@ -533,16 +529,10 @@ impl Vault {
                         .prepare_cached("SELECT 1 FROM forgotten LIMIT 1")
                         .and_then(|mut st| st.exists([]))
                         .map_err(&err)?;
-                let mut add_identity = tx
-                    .prepare_cached("INSERT INTO person_identities (pseudonym, identity, created) VALUES (?1, ?2, ?3)")
-                    .map_err(&err)?;
-                let mut add_key = tx
-                    .prepare_cached(
-                        "INSERT INTO person_keys (slot, tag, dek_id, kek_id, nonce, wrapped, person) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )
-                    .map_err(&err)?;
+                let mut add_identity = tx.prepare_cached(INSERT_IDENTITY).map_err(&err)?;
+                let mut add_key = tx.prepare_cached(INSERT_KEY).map_err(&err)?;
                 for (s, p, dek_id, nonce, wrapped, sealed, key) in &made {
-                    let (rec, free) = scan_window(&mut window, *s).map_err(&err)?;
+                    let (rec, free) = scan_window(&mut window, *s, person_row).map_err(&err)?;
                     if let Some(rec) = rec {
                         raced.push((*s, rec));
                         continue;
@@ -802,13 +792,13 @@ fn create_or_migrate(conn: &Connection, version: i64) -> rusqlite::Result<()> {
             while let Some(r) = rows.next()? {
                 let pseudonym: String = r.get(0)?;
                 let slot = Slot::of(&pseudonym);
-                let free = free_slot(scan_window(&mut window, slot)?.1)?;
+                let free = free_slot(scan_window(&mut window, slot, person_row)?.1)?;
                 conn.execute(
-                    "INSERT INTO person_identities (pseudonym, identity, created) VALUES (?1, ?2, ?3)",
+                    INSERT_IDENTITY,
                     rusqlite::params![pseudonym, r.get::<_, Vec<u8>>(5)?, r.get::<_, String>(6)?],
                 )?;
                 conn.execute(
-                    "INSERT INTO person_keys (slot, tag, dek_id, kek_id, nonce, wrapped, person) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    INSERT_KEY,
                     rusqlite::params![
                         free,
                         slot.tag,
@@ -846,18 +836,26 @@ fn create_or_migrate(conn: &Connection, version: i64) -> rusqlite::Result<()> {
 const SELECT_WINDOW: &str =
     "SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys WHERE slot >= ?1 AND slot < ?1 + 16";
 
-/// The person's row in their slot window, if any, and else the lowest
-/// free slot of the window (`None` when all [`SLOT_WINDOW`] are taken,
-/// which takes 16 persons whose 60-bit hashes lie within 16 of each other).
-fn scan_window(
+/// Adds a person's identity row (pseudonym, sealed identity, created).
+const INSERT_IDENTITY: &str = "INSERT INTO person_identities (pseudonym, identity, created) VALUES (?1, ?2, ?3)";
+/// Adds a person's key row (slot, tag, dek_id, kek_id, nonce, wrapped, person).
+const INSERT_KEY: &str =
+    "INSERT INTO person_keys (slot, tag, dek_id, kek_id, nonce, wrapped, person) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// The person's row in their slot window, read by `read`, if any, and else
+/// the lowest free slot of the window (`None` when all [`SLOT_WINDOW`] are
+/// taken, which takes 16 persons whose 60-bit hashes lie within 16 of each
+/// other).
+fn scan_window<T>(
     window: &mut rusqlite::CachedStatement<'_>,
     slot: Slot,
-) -> rusqlite::Result<(Option<PersonRecord>, Option<i64>)> {
+    read: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<(Option<T>, Option<i64>)> {
     let mut taken = [false; SLOT_WINDOW as usize];
     let mut rows = window.query([slot.base])?;
     while let Some(r) = rows.next()? {
-        if r.get::<_, i64>(1)? == slot.tag {
-            return Ok((Some(person_row(r)?), None));
+        if r.get_ref(1)?.as_i64()? == slot.tag {
+            return Ok((Some(read(r)?), None));
         }
         taken[(r.get::<_, i64>(0)? - slot.base) as usize] = true;
     }
@@ -866,7 +864,7 @@ fn scan_window(
 
 /// The person's row in their slot window, if any.
 fn find_person(window: &mut rusqlite::CachedStatement<'_>, slot: Slot) -> rusqlite::Result<Option<PersonRecord>> {
-    Ok(scan_window(window, slot)?.0)
+    Ok(scan_window(window, slot, person_row)?.0)
 }
 
 /// The lowest free slot of the window of a person who has no row.
@@ -922,20 +920,12 @@ mod tests {
             ("u_b".to_owned(), "b@x.test".to_owned()),
             ("u_a".to_owned(), "a@x.test".to_owned()),
         ];
-        let ids = |ks: &[PersonKey]| -> Vec<String> {
-            ks.iter()
-                .map(|k| match k {
-                    PersonKey::Key(k) => k.id().to_string(),
-                    PersonKey::Forgotten => "-".into(),
-                })
-                .collect()
-        };
-        let first = ids(&v.person_keys(&persons, false, ring.path()).unwrap());
+        let first = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
         v.sync().unwrap();
         assert_eq!(first[0], first[2]);
         assert_ne!(first[0], first[1]);
         let again = Vault::open(&path, &ring, false, None).unwrap();
-        assert_eq!(ids(&again.person_keys(&persons, false, ring.path()).unwrap()), first);
+        assert_eq!(key_ids(&again.person_keys(&persons, false, ring.path()).unwrap()), first);
         let revealed = again.reveal(&["u_a".into()], ring.path()).unwrap();
         assert!(matches!(&revealed[0], Revealed::Identity(i) if i == "a@x.test"));
 
@@ -944,9 +934,9 @@ mod tests {
         assert!(matches!(again.reveal(&["u_a".into()], ring.path()).unwrap()[0], Revealed::Forgotten));
         assert!(again.key_by_dek_id(&first[0].parse().unwrap(), ring.path()).unwrap().is_none());
         assert!(again.key_by_dek_id(&first[1].parse().unwrap(), ring.path()).unwrap().is_some());
-        let after = ids(&again.person_keys(&persons, false, ring.path()).unwrap());
+        let after = key_ids(&again.person_keys(&persons, false, ring.path()).unwrap());
         assert_eq!(after, vec!["-".to_string(), first[1].clone(), "-".to_string()]);
-        let renewed = ids(&again.person_keys(&persons, true, ring.path()).unwrap());
+        let renewed = key_ids(&again.person_keys(&persons, true, ring.path()).unwrap());
         again.sync().unwrap();
         assert_ne!(renewed[0], first[0]);
         assert_eq!(renewed[0], renewed[2]);
