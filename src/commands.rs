@@ -618,6 +618,11 @@ fn process_cmd(
     let report_path = run
         .write(&settings.state_dir)
         .map_err(|e| failed(anyhow!("cannot write the run report under {}: {e}", settings.state_dir.display())))?;
+    if !cancel.load(Ordering::Relaxed) {
+        if let Some(p) = &ctx.persons {
+            p.compact();
+        }
+    }
     let skipped = total - run.files.len();
     info!(
         files = total,
@@ -1283,6 +1288,11 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
                 result.archived_only.len(),
                 result.skipped.len()
             );
+        }
+        if !cancel.load(Ordering::Relaxed) {
+            if let Some(p) = &persons {
+                p.compact();
+            }
         }
         let Some(every) = watch else { break };
         if cancel.load(Ordering::Relaxed) {

@@ -75,6 +75,29 @@ impl PersonKeySource for VaultKeys {
     fn sync(&self) -> Result<(), String> {
         self.vault.sync().map_err(|e| e.to_string())
     }
+
+    fn compact(&self) {
+        let path = self.vault.path().display();
+        let staged = match self.vault.merge_due() {
+            Ok(Some(n)) => n,
+            Ok(None) => return,
+            Err(e) => return tracing::warn!("{e} (counting the staged person keys; they stay staged and in use)"),
+        };
+        tracing::info!(
+            staged,
+            "key vault {path}: merging {staged} new person key(s) into its main table (about a minute per million)"
+        );
+        let started = std::time::Instant::now();
+        match self.vault.merge_staged() {
+            Ok(n) => tracing::info!(
+                merged = n,
+                seconds = started.elapsed().as_secs_f64(),
+                "key vault {path}: merged {n} person key(s) in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => tracing::warn!("{e} (merging the staged person keys; they stay staged and in use)"),
+        }
+    }
 }
 
 /// What every file of a run shares.

@@ -12,6 +12,11 @@
 //!   person  INTEGER NOT NULL         -- the person's row in person_identities
 //! );
 //! CREATE UNIQUE INDEX person_keys_dek_id ON person_keys (dek_id);
+//! CREATE TABLE person_keys_staged (  -- new persons, until merged: the same columns
+//!   slot INTEGER PRIMARY KEY, tag INTEGER NOT NULL, dek_id TEXT NOT NULL, kek_id TEXT NOT NULL,
+//!   nonce BLOB NOT NULL, wrapped BLOB NOT NULL, person INTEGER NOT NULL
+//! );
+//! CREATE UNIQUE INDEX person_keys_staged_dek_id ON person_keys_staged (dek_id);
 //! CREATE TABLE person_identities (   -- what reveal reads; rows are appended
 //!   id        INTEGER PRIMARY KEY,
 //!   pseudonym TEXT NOT NULL,         -- the identity's pseudonym (prefix included)
@@ -26,15 +31,25 @@
 //!
 //! A person's **slot window** is the 16 integers from `base` = the first 8
 //! bytes of SHA-256(pseudonym), big-endian, shifted right by 4 bits (so 60
-//! bits), to `base + 15`; their `person_keys` row sits at the lowest slot of
-//! the window that was free when it was made, and `tag` tells the persons of
-//! one window apart. Look-ups thus walk a B-tree keyed by 8-byte integers
+//! bits), to `base + 15`; their key row sits at the lowest slot of the
+//! window that was free (in both key tables) when it was made, and `tag`
+//! tells the persons of one window apart. Look-ups thus walk a B-tree keyed by 8-byte integers
 //! that holds only the 100-odd bytes per person that processing needs: at
 //! 10 million persons 0.9 GB packed (1.4 GB after a million random
 //! inserts), against 2.8 GB for a table keyed by the pseudonym text with
 //! the identities in it, so each look-up touches fewer cold pages
 //! (docs/PERFORMANCE.md). Identities, which only `reveal` reads, are
 //! appended to their own table.
+//!
+//! **Staged keys.** A new person's row goes to `person_keys_staged`, a
+//! small table whose pages stay in the writer's cache, instead of straight
+//! into `person_keys`: there, each new person, at a random slot, dirtied a
+//! leaf of a B-tree of millions that every commit wrote to the log again
+//! (about 65 µs per new person at 10 million). Look-ups read `person_keys`
+//! first and the staged rows only for persons it lacks. Once enough rows
+//! are staged ([`Vault::merge_due`]), [`Vault::merge_staged`] moves them
+//! into `person_keys` in slot order, between files, so that each leaf is
+//! written once for many persons.
 //!
 //! The wrapping is exactly that of keystore records (`docs/FORMAT.md`), so
 //! `keys rewrap`, `status` and `retire` cover vault keys the same way.
@@ -58,7 +73,7 @@
 //! before an output is published: a person key is durable in the vault
 //! before any published output holds a token under it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -73,13 +88,19 @@ use crate::keyring::Keyring;
 /// followed by the pseudonym.
 pub const IDENTITY_LABEL: &str = "piigate:identity:v1:";
 /// `PRAGMA user_version` of the vault schema this piigate writes.
-pub const VAULT_VERSION: i64 = 2;
+pub const VAULT_VERSION: i64 = 3;
 /// Slots in a person's window (see the module documentation).
 pub const SLOT_WINDOW: i64 = 16;
 /// Chunks whose new persons share one write transaction: a random insert
 /// into a B-tree of millions of persons dirties one page per person, so a
 /// commit per chunk would write each page again and again.
 const CHUNKS_PER_COMMIT: usize = 64;
+/// Staged person keys that make a merge due at the least (see
+/// [`Vault::merge_if_due`]).
+pub const MERGE_MIN_STAGED: i64 = 65_536;
+/// A merge is due once the staged keys reach this fraction (1/n) of all
+/// persons ever made, or [`MERGE_MIN_STAGED`], whichever is more.
+pub const MERGE_FRACTION: i64 = 8;
 /// Unwrapped person keys kept in memory per vault (each about 1 KB with
 /// the expanded AES key schedule).
 const CACHE_KEYS: usize = 16_384;
@@ -239,7 +260,7 @@ pub struct Vault {
     keks: HashMap<String, aead::KekCipher>,
     active: (KekId, Kek),
     retired_file: Option<PathBuf>,
-    cache: Mutex<HashMap<Slot, Arc<DataKey>>>,
+    cache: Mutex<foldhash::HashMap<Slot, Arc<DataKey>>>,
     /// Chunks written in the open write transaction (under the connection lock).
     pending: std::sync::atomic::AtomicUsize,
 }
@@ -296,7 +317,7 @@ impl Vault {
              PRAGMA synchronous = FULL;
              PRAGMA secure_delete = ON;
              PRAGMA cache_size = -{WRITER_CACHE_KIB};
-             PRAGMA mmap_size = 0;"
+             PRAGMA mmap_size = {READER_MMAP_BYTES};"
         ))
         .map_err(&err)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(&err)?;
@@ -323,7 +344,7 @@ impl Vault {
             keks,
             active: (aid.clone(), akek.clone()),
             retired_file,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(foldhash::HashMap::default()),
             pending: std::sync::atomic::AtomicUsize::new(0),
         })
     }
@@ -394,12 +415,12 @@ impl Vault {
 
     /// The data key of a `person_keys` row selected as in [`SELECT_WINDOW`],
     /// read without copying its columns.
-    fn unwrap_row(&self, r: &rusqlite::Row<'_>, keyring_path: &Path) -> Result<DataKey, VaultError> {
+    fn unwrap_row(&self, r: &rusqlite::Row<'_>, keyring_path: &Path) -> Result<Arc<DataKey>, VaultError> {
         let err = sql_err(&self.path);
         let text = |i: usize| r.get_ref(i).and_then(|v| v.as_str().map_err(Into::into)).map_err(&err);
         let blob = |i: usize| r.get_ref(i).and_then(|v| v.as_blob().map_err(Into::into)).map_err(&err);
         let (id, dek) = self.unwrap_parts(text(2)?, text(3)?, blob(4)?, blob(5)?, keyring_path)?;
-        Ok(DataKey::new(id, &dek))
+        Ok(Arc::new(DataKey::new(id, &dek)))
     }
 
     /// Makes every person key handed out so far durable: commits the open
@@ -419,6 +440,50 @@ impl Vault {
             self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
         }
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(&err)
+    }
+
+    /// The number of staged person keys when a merge of them into
+    /// `person_keys` is due, else `None`: due once they number at least
+    /// [`MERGE_MIN_STAGED`] and at least 1/[`MERGE_FRACTION`] of the persons
+    /// ever made. Counting reads the whole staged table (a few MB per 100,000
+    /// keys).
+    ///
+    /// # Errors
+    /// [`VaultError::Sql`].
+    pub fn merge_due(&self) -> Result<Option<usize>, VaultError> {
+        let (staged, persons) = self.with_reader(|c| {
+            let staged: i64 = c.query_row("SELECT count(*) FROM person_keys_staged", [], |r| r.get(0))?;
+            let persons: i64 = c.query_row("SELECT coalesce(max(id), 0) FROM person_identities", [], |r| r.get(0))?;
+            Ok((staged, persons))
+        })?;
+        Ok(merge_is_due(staged, persons).then_some(staged as usize))
+    }
+
+    /// Moves every staged person key into `person_keys`, in slot order, in
+    /// one write transaction (after committing the open one): a crash
+    /// leaves them staged, where look-ups find them all the same. Inserting
+    /// in slot order rewrites each leaf page of `person_keys` once for many
+    /// persons, where inserting each new person there as it came would
+    /// rewrite one page per person. Returns how many moved. Takes the
+    /// vault's write lock for its duration (about a minute per million
+    /// staged keys into 10 million, docs/PERFORMANCE.md), so it runs
+    /// between files, never during one.
+    ///
+    /// # Errors
+    /// [`VaultError::Sql`]; the keys then stay staged.
+    pub fn merge_staged(&self) -> Result<usize, VaultError> {
+        let err = sql_err(&self.path);
+        let mut conn = self.conn();
+        if !conn.is_autocommit() {
+            conn.execute_batch("COMMIT").map_err(&err)?;
+            self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+        let n: i64 = tx.query_row("SELECT count(*) FROM person_keys_staged", [], |r| r.get(0)).map_err(&err)?;
+        tx.execute_batch(MERGE_STAGED).map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(&err)?;
+        Ok(n as usize)
     }
 
     /// The data keys of the persons of one chunk, made and stored for
@@ -443,55 +508,59 @@ impl Vault {
     ) -> Result<Vec<PersonKey>, VaultError> {
         let err = sql_err(&self.path);
         let slots: Vec<Slot> = persons.iter().map(|(p, _)| Slot::of(p)).collect();
-        let mut found: HashMap<Slot, PersonKey> = HashMap::with_capacity(persons.len());
+        // The chunk's distinct persons in slot order; `keys[i]` is the key of
+        // `wanted[i]` once found, and `first[i]` the first row that has them.
+        let mut wanted: Vec<(Slot, usize)> = slots.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+        wanted.sort_unstable();
+        wanted.dedup_by_key(|(s, _)| *s);
+        let index = |s: &Slot| wanted.binary_search_by_key(s, |(w, _)| *w).expect("every slot is wanted");
+        let mut keys: Vec<Option<PersonKey>> = vec![None; wanted.len()];
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            for s in &slots {
-                if let Some(k) = cache.get(s) {
-                    found.insert(*s, PersonKey::Key(k.clone()));
+            if !cache.is_empty() {
+                for ((s, _), k) in wanted.iter().zip(keys.iter_mut()) {
+                    *k = cache.get(s).map(|k| PersonKey::Key(k.clone()));
                 }
             }
         }
-        let mut wanted: Vec<Slot> = slots.iter().filter(|s| !found.contains_key(s)).copied().collect();
-        wanted.sort_unstable();
-        wanted.dedup();
         // 1. Look-ups on a pooled reader; unwrap after.
         let mut records = Vec::new();
-        if !wanted.is_empty() {
+        if keys.iter().any(Option::is_none) {
             records = self.with_reader(|conn| {
                 // One read transaction for the chunk, not one per person:
                 // each takes and releases the log's read lock (two fcntl
                 // calls), about a tenth of the time of a known person.
                 // Dropped, it ends with a rollback, which writes nothing.
                 let _snapshot = conn.unchecked_transaction()?;
-                let mut window = conn.prepare_cached(SELECT_WINDOW)?;
+                // Most persons are in the main table: the staged keys are
+                // looked up only for those it does not hold.
+                let mut main = conn.prepare_cached(SELECT_MAIN_WINDOW)?;
+                let mut staged = conn.prepare_cached(SELECT_STAGED_WINDOW)?;
                 let mut records = Vec::with_capacity(wanted.len());
-                for s in &wanted {
-                    if let (Some(key), _) = scan_window(&mut window, *s, |r| Ok(self.unwrap_row(r, keyring_path)))? {
-                        records.push((*s, key));
+                for (i, ((s, _), k)) in wanted.iter().zip(&keys).enumerate() {
+                    if k.is_some() {
+                        continue;
+                    }
+                    let read = |r: &rusqlite::Row<'_>| Ok(self.unwrap_row(r, keyring_path));
+                    let found = match scan_window(&mut main, *s, read)? {
+                        (Some(key), _) => Some(key),
+                        (None, _) => scan_window(&mut staged, *s, read)?.0,
+                    };
+                    if let Some(key) = found {
+                        records.push((i, key));
                     }
                 }
                 Ok(records)
             })?;
         }
         let mut fresh_cache = Vec::with_capacity(records.len());
-        for (s, key) in records {
-            let key = Arc::new(key?);
-            fresh_cache.push((s, key.clone()));
-            found.insert(s, PersonKey::Key(key));
+        for (i, key) in records {
+            let key = key?;
+            fresh_cache.push((wanted[i].0, key.clone()));
+            keys[i] = Some(PersonKey::Key(key));
         }
         // 2. The rest: forgotten, or new. One write transaction.
-        let missing: Vec<(Slot, &(String, String))> = {
-            let mut seen = HashSet::new();
-            let mut m: Vec<_> = slots
-                .iter()
-                .zip(persons)
-                .filter(|(s, _)| !found.contains_key(*s) && seen.insert(**s))
-                .map(|(s, p)| (*s, p))
-                .collect();
-            m.sort_unstable_by_key(|(s, _)| *s);
-            m
-        };
+        let missing: Vec<usize> = (0..wanted.len()).filter(|i| keys[*i].is_none()).collect();
         if !missing.is_empty() {
             if let Some(f) = &self.retired_file {
                 let retired = std::fs::read_to_string(f).unwrap_or_default();
@@ -502,14 +571,15 @@ impl Vault {
             // Keys are made before the lock is taken.
             let created = crate::report::now_rfc3339();
             let mut made = Vec::with_capacity(missing.len());
-            for (s, (p, identity)) in &missing {
+            for &i in &missing {
+                let (p, identity) = &persons[wanted[i].1];
                 let dek = aead::random_dek();
                 let dek_id = DekId::generate();
                 let nonce = aead::random_nonce();
                 let wrapped = aead::wrap_dek(&self.active.1, &dek_id, &dek, &nonce);
                 let key = DataKey::new(dek_id, &dek);
                 let sealed = key.seal(&identity_ad(p), identity.as_bytes());
-                made.push((*s, p.as_str(), dek_id, nonce, wrapped, sealed, Arc::new(key)));
+                made.push((i, p.as_str(), dek_id, nonce, wrapped, sealed, Arc::new(key)));
             }
             let conn = self.conn();
             if conn.is_autocommit() {
@@ -531,14 +601,15 @@ impl Vault {
                         .map_err(&err)?;
                 let mut add_identity = tx.prepare_cached(INSERT_IDENTITY).map_err(&err)?;
                 let mut add_key = tx.prepare_cached(INSERT_KEY).map_err(&err)?;
-                for (s, p, dek_id, nonce, wrapped, sealed, key) in &made {
-                    let (rec, free) = scan_window(&mut window, *s, person_row).map_err(&err)?;
+                for (i, p, dek_id, nonce, wrapped, sealed, key) in made {
+                    let s = wanted[i].0;
+                    let (rec, free) = scan_window(&mut window, s, person_row).map_err(&err)?;
                     if let Some(rec) = rec {
-                        raced.push((*s, rec));
+                        raced.push((i, rec));
                         continue;
                     }
                     if anyone_forgotten && is_forgotten.exists([p]).map_err(&err)? {
-                        found.insert(*s, PersonKey::Forgotten);
+                        keys[i] = Some(PersonKey::Forgotten);
                         continue;
                     }
                     let slot = free_slot(free).map_err(&err)?;
@@ -554,8 +625,8 @@ impl Vault {
                             tx.last_insert_rowid()
                         ])
                         .map_err(&err)?;
-                    fresh_cache.push((*s, key.clone()));
-                    found.insert(*s, PersonKey::Key(key.clone()));
+                    fresh_cache.push((s, key.clone()));
+                    keys[i] = Some(PersonKey::Key(key));
                 }
             }
             let n = self.pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -564,9 +635,8 @@ impl Vault {
                 self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
             }
             drop(conn);
-            for (s, rec) in &raced {
-                let key = Arc::new(self.unwrap(rec, keyring_path)?);
-                found.insert(*s, PersonKey::Key(key));
+            for (i, rec) in &raced {
+                keys[*i] = Some(PersonKey::Key(Arc::new(self.unwrap(rec, keyring_path)?)));
             }
         }
         if !fresh_cache.is_empty() {
@@ -576,7 +646,7 @@ impl Vault {
             }
             cache.extend(fresh_cache.into_iter().take(CACHE_KEYS));
         }
-        Ok(slots.iter().map(|s| found.get(s).cloned().unwrap_or(PersonKey::Forgotten)).collect())
+        Ok(slots.iter().map(|s| keys[index(s)].clone().unwrap_or(PersonKey::Forgotten)).collect())
     }
 
     /// The data key named `dek_id`, or `None` when no person has it (the
@@ -588,7 +658,8 @@ impl Vault {
         let rec = {
             let conn = self.conn();
             conn.prepare_cached(
-                "SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys WHERE dek_id = ?1",
+                "SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys WHERE dek_id = ?1
+                 UNION ALL SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys_staged WHERE dek_id = ?1",
             )
             .and_then(|mut s| s.query_row([dek_id.as_str()], person_row).optional())
             .map_err(sql_err(&self.path))?
@@ -613,6 +684,7 @@ impl Vault {
         {
             let mut window = tx.prepare_cached(SELECT_WINDOW).map_err(&err)?;
             let mut del_key = tx.prepare_cached("DELETE FROM person_keys WHERE slot = ?1").map_err(&err)?;
+            let mut del_staged = tx.prepare_cached("DELETE FROM person_keys_staged WHERE slot = ?1").map_err(&err)?;
             let mut del_identity = tx.prepare_cached("DELETE FROM person_identities WHERE id = ?1").map_err(&err)?;
             let mut ins = tx
                 .prepare_cached("INSERT OR IGNORE INTO forgotten (pseudonym, forgotten) VALUES (?1, ?2)")
@@ -620,7 +692,8 @@ impl Vault {
             for p in pseudonyms {
                 let mut deleted = 0;
                 if let Some(rec) = find_person(&mut window, Slot::of(p)).map_err(&err)? {
-                    deleted = del_key.execute([rec.slot]).map_err(&err)?;
+                    deleted =
+                        del_key.execute([rec.slot]).map_err(&err)? + del_staged.execute([rec.slot]).map_err(&err)?;
                     del_identity.execute([rec.person]).map_err(&err)?;
                 }
                 let listed = ins.execute([p, &now]).map_err(&err)?;
@@ -693,7 +766,8 @@ impl Vault {
     pub fn keys_per_kek(&self) -> Result<BTreeMap<String, usize>, VaultError> {
         let err = sql_err(&self.path);
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT kek_id, count(*) FROM person_keys GROUP BY kek_id").map_err(&err)?;
+        let mut st =
+            conn.prepare(&format!("SELECT kek_id, count(*) FROM ({ALL_KEYS}) GROUP BY kek_id")).map_err(&err)?;
         let rows = st
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize)))
             .map_err(&err)?
@@ -713,12 +787,11 @@ impl Vault {
         let mut summary = VaultRewrap::default();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-        summary.keys =
-            tx.query_row("SELECT count(*) FROM person_keys", [], |r| r.get::<_, i64>(0)).map_err(&err)? as usize;
+        summary.keys = tx
+            .query_row(&format!("SELECT count(*) FROM ({ALL_KEYS})"), [], |r| r.get::<_, i64>(0))
+            .map_err(&err)? as usize;
         let old: Vec<PersonRecord> = {
-            let mut st = tx
-                .prepare("SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys WHERE kek_id != ?1")
-                .map_err(&err)?;
+            let mut st = tx.prepare(&format!("SELECT * FROM ({ALL_KEYS}) WHERE kek_id != ?1")).map_err(&err)?;
             let rows = st.query_map([self.active.0.as_str()], person_row).map_err(&err)?;
             rows.collect::<Result<_, _>>().map_err(&err)?
         };
@@ -726,11 +799,17 @@ impl Vault {
             let mut up = tx
                 .prepare("UPDATE person_keys SET kek_id = ?1, nonce = ?2, wrapped = ?3 WHERE slot = ?4")
                 .map_err(&err)?;
+            let mut up_staged = tx
+                .prepare("UPDATE person_keys_staged SET kek_id = ?1, nonce = ?2, wrapped = ?3 WHERE slot = ?4")
+                .map_err(&err)?;
             for rec in &old {
                 let (dek_id, dek) = self.unwrap_dek(rec, keyring_path)?;
                 let nonce = aead::random_nonce();
                 let wrapped = aead::wrap_dek(&self.active.1, &dek_id, &dek, &nonce);
-                up.execute(rusqlite::params![self.active.0.as_str(), &nonce[..], wrapped, rec.slot]).map_err(&err)?;
+                let params = rusqlite::params![self.active.0.as_str(), &nonce[..], wrapped, rec.slot];
+                if up.execute(params).map_err(&err)? == 0 {
+                    up_staged.execute(params).map_err(&err)?;
+                }
                 *summary.from.entry(rec.kek_id.clone()).or_default() += 1;
                 summary.rewrapped += 1;
             }
@@ -753,6 +832,16 @@ const SCHEMA: &str = "
       person  INTEGER NOT NULL
     );
     CREATE UNIQUE INDEX IF NOT EXISTS person_keys_dek_id ON person_keys (dek_id);
+    CREATE TABLE IF NOT EXISTS person_keys_staged (
+      slot    INTEGER PRIMARY KEY,
+      tag     INTEGER NOT NULL,
+      dek_id  TEXT NOT NULL,
+      kek_id  TEXT NOT NULL,
+      nonce   BLOB NOT NULL,
+      wrapped BLOB NOT NULL,
+      person  INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS person_keys_staged_dek_id ON person_keys_staged (dek_id);
     CREATE TABLE IF NOT EXISTS person_identities (
       id        INTEGER PRIMARY KEY,
       pseudonym TEXT NOT NULL,
@@ -764,10 +853,10 @@ const SCHEMA: &str = "
       forgotten TEXT NOT NULL
     ) WITHOUT ROWID;";
 
-/// Creates the tables of an empty vault (`version` 0), or moves the
-/// persons of a version 1 vault (one `persons` table keyed by pseudonym)
-/// into them, in one transaction: a crash leaves the version 1 vault as it
-/// was.
+/// Creates the tables of an empty vault (`version` 0), adds the staged
+/// keys' table to a version 2 vault, or moves the persons of a version 1
+/// vault (one `persons` table keyed by pseudonym) into the tables, in one
+/// transaction: a crash leaves the vault as it was.
 fn create_or_migrate(conn: &Connection, version: i64) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
@@ -812,6 +901,7 @@ fn create_or_migrate(conn: &Connection, version: i64) -> rusqlite::Result<()> {
                 moved += 1;
             }
             drop(rows);
+            conn.execute_batch(MERGE_STAGED)?;
             conn.execute_batch("DROP TABLE persons_v1")?;
         }
         conn.execute_batch(&format!("PRAGMA user_version = {VAULT_VERSION}"))?;
@@ -833,14 +923,31 @@ fn create_or_migrate(conn: &Connection, version: i64) -> rusqlite::Result<()> {
 }
 
 /// The rows of one slot window, for a statement prepared from it.
-const SELECT_WINDOW: &str =
+/// Both key tables: a slot is taken in one of them at most.
+const SELECT_WINDOW: &str = "SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys WHERE slot >= ?1 AND slot < ?1 + 16
+     UNION ALL SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys_staged WHERE slot >= ?1 AND slot < ?1 + 16";
+/// [`SELECT_WINDOW`] of the main table alone.
+const SELECT_MAIN_WINDOW: &str =
     "SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys WHERE slot >= ?1 AND slot < ?1 + 16";
+/// [`SELECT_WINDOW`] of the staged keys alone.
+const SELECT_STAGED_WINDOW: &str =
+    "SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys_staged WHERE slot >= ?1 AND slot < ?1 + 16";
+
+/// Every key row of both tables, selected as in [`SELECT_WINDOW`].
+const ALL_KEYS: &str = "SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys
+     UNION ALL SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys_staged";
+
+/// Moves every staged key into `person_keys`, in slot order.
+const MERGE_STAGED: &str = "INSERT INTO person_keys SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person
+       FROM person_keys_staged ORDER BY slot;
+     DELETE FROM person_keys_staged;";
 
 /// Adds a person's identity row (pseudonym, sealed identity, created).
 const INSERT_IDENTITY: &str = "INSERT INTO person_identities (pseudonym, identity, created) VALUES (?1, ?2, ?3)";
-/// Adds a person's key row (slot, tag, dek_id, kek_id, nonce, wrapped, person).
-const INSERT_KEY: &str =
-    "INSERT INTO person_keys (slot, tag, dek_id, kek_id, nonce, wrapped, person) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// Adds a new person's key row (slot, tag, dek_id, kek_id, nonce, wrapped,
+/// person) to the staged keys.
+const INSERT_KEY: &str = "INSERT INTO person_keys_staged (slot, tag, dek_id, kek_id, nonce, wrapped, person)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 /// The person's row in their slot window, read by `read`, if any, and else
 /// the lowest free slot of the window (`None` when all [`SLOT_WINDOW`] are
@@ -880,6 +987,12 @@ fn free_slot(free: Option<i64>) -> rusqlite::Result<i64> {
     })
 }
 
+/// Whether `staged` keys, out of `persons` ever made, make a merge due: at
+/// least [`MERGE_MIN_STAGED`] and at least 1/[`MERGE_FRACTION`] of them.
+fn merge_is_due(staged: i64, persons: i64) -> bool {
+    staged > 0 && staged >= MERGE_MIN_STAGED.max(persons / MERGE_FRACTION)
+}
+
 /// The associated data of a stored identity: [`IDENTITY_LABEL`] ‖ pseudonym.
 pub fn identity_ad(pseudonym: &str) -> Vec<u8> {
     let mut ad = IDENTITY_LABEL.as_bytes().to_vec();
@@ -903,6 +1016,7 @@ fn person_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PersonRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn keys_are_stable_forget_destroys_and_reveal_follows() {
@@ -994,7 +1108,9 @@ mod tests {
         // What sync committed is what another connection reads.
         let other = Connection::open(&path).unwrap();
         let stored: HashMap<String, String> = other
-            .prepare("SELECT i.pseudonym, k.dek_id FROM person_keys k JOIN person_identities i ON i.id = k.person")
+            .prepare(&format!(
+                "SELECT i.pseudonym, k.dek_id FROM ({ALL_KEYS}) k JOIN person_identities i ON i.id = k.person"
+            ))
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
@@ -1053,8 +1169,10 @@ mod tests {
         let persons = vec![("u_a".to_owned(), "a@x.test".to_owned())];
         let first = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
         v.sync().unwrap();
-        let at: i64 =
-            v.conn().query_row("SELECT slot FROM person_keys WHERE dek_id = ?1", [&first[0]], |r| r.get(0)).unwrap();
+        let at: i64 = v
+            .conn()
+            .query_row(&format!("SELECT slot FROM ({ALL_KEYS}) WHERE dek_id = ?1"), [&first[0]], |r| r.get(0))
+            .unwrap();
         assert_eq!(at, s.base + 2);
         let again = Vault::open(&path, &ring, false, None).unwrap();
         assert_eq!(key_ids(&again.person_keys(&persons, false, ring.path()).unwrap()), first);
@@ -1089,8 +1207,8 @@ mod tests {
                nonce BLOB NOT NULL, wrapped BLOB NOT NULL, identity BLOB NOT NULL, created TEXT NOT NULL
              ) WITHOUT ROWID;
              INSERT INTO persons SELECT i.pseudonym, k.dek_id, k.kek_id, k.nonce, k.wrapped, i.identity, i.created
-               FROM person_keys k JOIN person_identities i ON i.id = k.person;
-             DROP TABLE person_keys; DROP TABLE person_identities;
+               FROM person_keys_staged k JOIN person_identities i ON i.id = k.person;
+             DROP TABLE person_keys; DROP TABLE person_keys_staged; DROP TABLE person_identities;
              PRAGMA user_version = 1;
              COMMIT;",
         )
@@ -1107,5 +1225,102 @@ mod tests {
             .query_row("SELECT count(*) FROM sqlite_master WHERE name LIKE 'persons%'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(old, 0, "the version 1 table is dropped");
+        assert_eq!(counts(&v), (50, 0), "migrated keys are merged");
+    }
+
+    /// (keys in person_keys, keys staged).
+    fn counts(v: &Vault) -> (i64, i64) {
+        let c = v.conn();
+        let n = |t: &str| c.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0)).unwrap();
+        (n("person_keys"), n("person_keys_staged"))
+    }
+
+    /// New persons' keys are staged, found there by every path, and merged
+    /// into person_keys unchanged; after the merge every path finds them
+    /// there, and new persons are staged again beside them.
+    #[test]
+    fn staged_keys_are_found_and_merged_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Keyring::generate(&dir.path().join("k.toml"));
+        let path = dir.path().join("vault.sqlite");
+        let v = Vault::open(&path, &ring, true, None).unwrap();
+        let persons: Vec<(String, String)> = (0..200).map(|i| (format!("u_{i:03}"), format!("p{i}@x.test"))).collect();
+        let ids = key_ids(&v.person_keys(&persons[..100], false, ring.path()).unwrap());
+        v.sync().unwrap();
+        assert_eq!(counts(&v), (0, 100));
+        assert_eq!(v.merge_due().unwrap(), None, "100 staged keys are below the minimum");
+        let fresh = Vault::open(&path, &ring, false, None).unwrap();
+        assert_eq!(key_ids(&fresh.person_keys(&persons[..100], false, ring.path()).unwrap()), ids);
+        assert!(fresh.key_by_dek_id(&ids[3].parse().unwrap(), ring.path()).unwrap().is_some());
+        assert_eq!(fresh.keys_per_kek().unwrap().values().sum::<usize>(), 100);
+
+        assert_eq!(v.merge_staged().unwrap(), 100);
+        assert_eq!(counts(&v), (100, 0));
+        let more = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
+        v.sync().unwrap();
+        assert_eq!(more[..100], ids[..], "merged keys are the same keys");
+        assert_eq!(counts(&v), (100, 100));
+        let fresh = Vault::open(&path, &ring, false, None).unwrap();
+        assert_eq!(key_ids(&fresh.person_keys(&persons, false, ring.path()).unwrap()), more);
+        assert!(fresh.key_by_dek_id(&ids[3].parse().unwrap(), ring.path()).unwrap().is_some());
+        assert!(matches!(
+            &fresh.reveal(&[persons[150].0.clone()], ring.path()).unwrap()[0],
+            Revealed::Identity(i) if *i == persons[150].1
+        ));
+        // Forget one merged and one staged person.
+        let s = fresh.forget(&[persons[3].0.clone(), persons[150].0.clone()]).unwrap();
+        assert_eq!(s.forgotten, 2);
+        assert_eq!(counts(&fresh), (99, 99));
+        assert!(fresh.key_by_dek_id(&ids[3].parse().unwrap(), ring.path()).unwrap().is_none());
+        assert!(matches!(fresh.reveal(&[persons[150].0.clone()], ring.path()).unwrap()[0], Revealed::Forgotten));
+        // Re-wrapping covers both tables.
+        assert_eq!(fresh.keys_per_kek().unwrap().values().sum::<usize>(), 198);
+        let mut ring = ring;
+        let active = ring.rotate();
+        let rotated = Vault::open(&path, &ring, false, None).unwrap();
+        let r = rotated.rewrap(ring.path()).unwrap();
+        assert_eq!((r.keys, r.rewrapped), (198, 198));
+        assert_eq!(rotated.keys_per_kek().unwrap().into_iter().collect::<Vec<_>>(), vec![(active.to_string(), 198)]);
+        let mut survivors = more.clone();
+        survivors[3] = "-".into();
+        survivors[150] = "-".into();
+        assert_eq!(key_ids(&rotated.person_keys(&persons, false, ring.path()).unwrap()), survivors);
+    }
+
+    /// A merge is due at MERGE_MIN_STAGED staged keys, and in a big vault
+    /// only at 1/MERGE_FRACTION of its persons.
+    #[test]
+    fn a_merge_is_due_at_the_minimum_or_the_fraction() {
+        assert!(!merge_is_due(0, 0));
+        assert!(!merge_is_due(MERGE_MIN_STAGED - 1, MERGE_MIN_STAGED - 1));
+        assert!(merge_is_due(MERGE_MIN_STAGED, MERGE_MIN_STAGED));
+        assert!(merge_is_due(MERGE_MIN_STAGED, 2 * MERGE_MIN_STAGED));
+        let big = 10_000_000;
+        assert!(!merge_is_due(big / MERGE_FRACTION - 1, big));
+        assert!(merge_is_due(big / MERGE_FRACTION, big));
+    }
+
+    /// A version 2 vault (no staged keys' table) gets one on open and keeps
+    /// its keys.
+    #[test]
+    fn a_version_2_vault_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Keyring::generate(&dir.path().join("k.toml"));
+        let path = dir.path().join("vault.sqlite");
+        let persons: Vec<(String, String)> = (0..20).map(|i| (format!("u_{i:03}"), format!("p{i}@x.test"))).collect();
+        let ids = {
+            let v = Vault::open(&path, &ring, true, None).unwrap();
+            let ids = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
+            v.merge_staged().unwrap();
+            ids
+        };
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("DROP TABLE person_keys_staged; PRAGMA user_version = 2;").unwrap();
+        drop(c);
+        let v = Vault::open(&path, &ring, false, None).unwrap();
+        let version: i64 = v.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, VAULT_VERSION);
+        assert_eq!(counts(&v), (20, 0));
+        assert_eq!(key_ids(&v.person_keys(&persons, false, ring.path()).unwrap()), ids);
     }
 }

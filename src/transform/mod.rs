@@ -283,6 +283,12 @@ pub trait PersonKeySource: Send + Sync {
     /// # Errors
     /// Whatever the store fails with, as text (nothing is published).
     fn sync(&self) -> Result<(), String>;
+
+    /// Housekeeping once a batch of files is done, never while one is in
+    /// flight: the key vault merges its staged keys when that is due
+    /// ([`crate::vault::Vault::merge_due`]). Logs what it did; a failure is
+    /// logged and loses nothing.
+    fn compact(&self) {}
 }
 
 /// The per-record transform for one file; shared by worker threads.
@@ -474,11 +480,15 @@ impl Transformer {
         // and reused for the identity cell by `transform_record`.
         let mut persons = Vec::new();
         let mut which = Vec::new();
+        // Each record as text when it is valid UTF-8, checked once here.
+        let mut wholes: Vec<Option<&str>> = Vec::new();
         if let Some((source, col)) = &self.persons {
             persons.reserve(records.len());
             which.reserve(records.len());
+            wholes.reserve(records.len());
             for rec in records {
                 let whole = std::str::from_utf8(rec.as_slice()).ok();
+                wholes.push(whole);
                 match self.person_of(rec, whole, *col) {
                     Some(p) => {
                         which.push(Some(persons.len()));
@@ -500,7 +510,10 @@ impl Transformer {
             for (n, rec) in records.iter().enumerate() {
                 out.rows += 1;
                 row.clear();
-                let whole = std::str::from_utf8(rec.as_slice()).ok();
+                let whole = match wholes.get(n) {
+                    Some(w) => *w,
+                    None => std::str::from_utf8(rec.as_slice()).ok(),
+                };
                 // A row without a person (its identity is empty or invalid)
                 // is rejected by the identity check below.
                 let person = which.get(n).copied().flatten().map(|i| {

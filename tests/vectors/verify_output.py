@@ -244,13 +244,23 @@ def load_vault(path, keks, pkey, deks, bad):
     persons = {}
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
+        # Vault version 3 keeps new persons' keys in person_keys_staged until
+        # they are merged into person_keys; version 2 has person_keys alone.
+        tables = ["person_keys"] + [
+            t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE name = 'person_keys_staged'")
+        ]
+        keys = " UNION ALL ".join(f"SELECT dek_id, kek_id, nonce, wrapped, person, slot, tag FROM {t}" for t in tables)
         rows = db.execute(
             "SELECT i.pseudonym, k.dek_id, k.kek_id, k.nonce, k.wrapped, i.identity, k.slot, k.tag"
-            " FROM person_keys k JOIN person_identities i ON i.id = k.person"
+            f" FROM ({keys}) k JOIN person_identities i ON i.id = k.person"
         ).fetchall()
     finally:
         db.close()
+    slots = set()
     for pseudo, dek_id, kek_id, nonce, wrapped, sealed, slot, tag in rows:
+        if slot in slots:
+            raise ConfigError(f"vault: slot of person key {dek_id} is taken twice")
+        slots.add(slot)
         h = hashlib.sha256(pseudo.encode("utf-8")).digest()
         base = int.from_bytes(h[:8], "big") >> 4
         if not (base <= slot < base + 16) or tag != int.from_bytes(h[8:16], "big", signed=True):
