@@ -91,9 +91,9 @@ pub const IDENTITY_LABEL: &str = "piigate:identity:v1:";
 pub const VAULT_VERSION: i64 = 3;
 /// Slots in a person's window (see the module documentation).
 pub const SLOT_WINDOW: i64 = 16;
-/// Chunks whose new persons share one write transaction: a random insert
-/// into a B-tree of millions of persons dirties one page per person, so a
-/// commit per chunk would write each page again and again.
+/// Chunks whose new persons share one write transaction: each new person
+/// lands at a random slot of the staged keys' table, so a commit per chunk
+/// would write the same pages to the log again and again.
 const CHUNKS_PER_COMMIT: usize = 64;
 /// Staged person keys that make a merge due at the least (see
 /// [`Vault::merge_if_due`]).
@@ -105,17 +105,16 @@ pub const MERGE_FRACTION: i64 = 8;
 /// the expanded AES key schedule).
 const CACHE_KEYS: usize = 16_384;
 /// The writer's page cache, in KiB (`PRAGMA cache_size`; a cap, filled as
-/// pages are read): big enough to hold every page one write transaction
-/// of [`CHUNKS_PER_COMMIT`] chunks of new persons dirties (one leaf of the
-/// table and one of the dek_id index per person) plus the interior pages,
-/// so that SQLite never spills a dirty page to the log mid-transaction.
-/// The writer does not memory-map the vault: a memory-mapped page is parsed
-/// again on every fetch and copied into this cache before it is changed.
+/// pages are changed): it holds the pages that new persons change (the
+/// staged keys' table and index, the end of the identities' table) and
+/// those of a merge, so that SQLite never spills a dirty page to the log
+/// mid-transaction. The writer reads the rest, mostly `person_keys` where it
+/// looks a new person up again, through the memory map, like the readers.
 const WRITER_CACHE_KIB: i64 = 1 << 20;
 /// A reader's page cache, in KiB: readers read through the memory map, so
 /// this holds only pages of the write-ahead log.
 const READER_CACHE_KIB: i64 = 65_536;
-/// How much of the vault file a reader maps into memory (`PRAGMA
+/// How much of the vault file a connection maps into memory (`PRAGMA
 /// mmap_size`): page reads then cost no copy and no system call.
 const READER_MMAP_BYTES: i64 = 1 << 40;
 
@@ -465,9 +464,9 @@ impl Vault {
     /// in slot order rewrites each leaf page of `person_keys` once for many
     /// persons, where inserting each new person there as it came would
     /// rewrite one page per person. Returns how many moved. Takes the
-    /// vault's write lock for its duration (about a minute per million
-    /// staged keys into 10 million, docs/PERFORMANCE.md), so it runs
-    /// between files, never during one.
+    /// vault's write lock for its duration (about 30 s per million staged
+    /// keys into 10 million, docs/PERFORMANCE.md), so it runs between
+    /// files, never during one.
     ///
     /// # Errors
     /// [`VaultError::Sql`]; the keys then stay staged.

@@ -184,3 +184,38 @@ fn identity_scope_needs_a_pseudonymized_identity_column() {
     run.expect_code(2);
     assert!(run.stderr().contains("dek_scope"), "{}", run.describe());
 }
+
+/// A file of enough new persons makes a merge of the staged keys due: after
+/// `process` they are all in `person_keys`, none staged, and a later file
+/// finds the same keys there (and a new person's key staged beside them),
+/// which the independent verifier reads from both tables.
+#[test]
+fn enough_new_persons_are_merged_into_the_main_table_after_processing() {
+    let wd = identity_workdir("reject");
+    let n = 70_000;
+    let mut big = String::from("email,phone,name,city,score,notes\r\n");
+    for i in 0..n {
+        big.push_str(&format!("person{i}@example.test,,Person {i},Leeds,{},\r\n", i % 100));
+    }
+    wd.write("inbox/big.csv", &big);
+    let run = wd.piigate(&["process", "--config", "piigate.toml", "inbox/big.csv"]);
+    run.expect_ok();
+    assert!(run.stderr().contains(&format!("merged {n} person key(s)")), "{}", run.describe());
+    let vault = rusqlite::Connection::open(wd.path("state/vault.sqlite")).unwrap();
+    let count = |t: &str| vault.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!((count("person_keys"), count("person_keys_staged")), (n, 0));
+    let big_out = wd.list("outbox").into_iter().find(|f| f.ends_with(".csv")).unwrap();
+    let big_keys = row_keys(&wd, &format!("outbox/{big_out}"));
+
+    let small = "email,phone,name,city,score,notes\r\n\
+                 person7@example.test,,Person 7,Leeds,7,\r\n\
+                 newcomer@example.test,,New Comer,York,1,\r\n\
+                 person69999@example.test,,Person 69999,Leeds,99,\r\n";
+    let out = wd.process_new("small", small);
+    let keys = row_keys(&wd, &out);
+    assert_eq!(keys[0], big_keys[7]);
+    assert_eq!(keys[2], big_keys[69_999]);
+    assert!(!big_keys.iter().any(|(_, k)| *k == keys[1].1), "the newcomer has a key of their own");
+    assert_eq!((count("person_keys"), count("person_keys_staged")), (n, 1));
+    wd.assert_python_verifies("inbox/small.csv", &out);
+}
