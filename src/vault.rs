@@ -819,28 +819,26 @@ impl Vault {
     }
 }
 
-/// The tables of [`VAULT_VERSION`] (see the module documentation).
+/// A key table and its dek_id index: `person_keys` and
+/// `person_keys_staged` have the same columns.
+fn key_table(name: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {name} (
+           slot    INTEGER PRIMARY KEY,
+           tag     INTEGER NOT NULL,
+           dek_id  TEXT NOT NULL,
+           kek_id  TEXT NOT NULL,
+           nonce   BLOB NOT NULL,
+           wrapped BLOB NOT NULL,
+           person  INTEGER NOT NULL
+         );
+         CREATE UNIQUE INDEX IF NOT EXISTS {name}_dek_id ON {name} (dek_id);"
+    )
+}
+
+/// The tables of [`VAULT_VERSION`] (see the module documentation), after
+/// the two key tables.
 const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS person_keys (
-      slot    INTEGER PRIMARY KEY,
-      tag     INTEGER NOT NULL,
-      dek_id  TEXT NOT NULL,
-      kek_id  TEXT NOT NULL,
-      nonce   BLOB NOT NULL,
-      wrapped BLOB NOT NULL,
-      person  INTEGER NOT NULL
-    );
-    CREATE UNIQUE INDEX IF NOT EXISTS person_keys_dek_id ON person_keys (dek_id);
-    CREATE TABLE IF NOT EXISTS person_keys_staged (
-      slot    INTEGER PRIMARY KEY,
-      tag     INTEGER NOT NULL,
-      dek_id  TEXT NOT NULL,
-      kek_id  TEXT NOT NULL,
-      nonce   BLOB NOT NULL,
-      wrapped BLOB NOT NULL,
-      person  INTEGER NOT NULL
-    );
-    CREATE UNIQUE INDEX IF NOT EXISTS person_keys_staged_dek_id ON person_keys_staged (dek_id);
     CREATE TABLE IF NOT EXISTS person_identities (
       id        INTEGER PRIMARY KEY,
       pseudonym TEXT NOT NULL,
@@ -870,6 +868,8 @@ fn create_or_migrate(conn: &Connection, version: i64) -> rusqlite::Result<()> {
             );
             conn.execute_batch("ALTER TABLE persons RENAME TO persons_v1")?;
         }
+        conn.execute_batch(&key_table("person_keys"))?;
+        conn.execute_batch(&key_table("person_keys_staged"))?;
         conn.execute_batch(SCHEMA)?;
         let mut moved = 0usize;
         if version == 1 {
@@ -1187,16 +1187,7 @@ mod tests {
     /// to the current tables on open: same keys, identities still revealed.
     #[test]
     fn a_version_1_vault_is_migrated() {
-        let dir = tempfile::tempdir().unwrap();
-        let ring = Keyring::generate(&dir.path().join("k.toml"));
-        let path = dir.path().join("vault.sqlite");
-        let persons: Vec<(String, String)> = (0..50).map(|i| (format!("u_{i:03}"), format!("p{i}@x.test"))).collect();
-        let ids = {
-            let v = Vault::open(&path, &ring, true, None).unwrap();
-            let ids = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
-            v.sync().unwrap();
-            ids
-        };
+        let (_dir, ring, path, persons, ids) = vault_of(50, false);
         // Rewrite it as version 1.
         let c = Connection::open(&path).unwrap();
         c.execute_batch(
@@ -1213,9 +1204,7 @@ mod tests {
         )
         .unwrap();
         drop(c);
-        let v = Vault::open(&path, &ring, false, None).unwrap();
-        let version: i64 = v.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, VAULT_VERSION);
+        let v = reopened_at_current_version(&path, &ring);
         assert_eq!(key_ids(&v.person_keys(&persons, false, ring.path()).unwrap()), ids);
         let revealed = v.reveal(&[persons[7].0.clone()], ring.path()).unwrap();
         assert!(matches!(&revealed[0], Revealed::Identity(i) if *i == persons[7].1));
@@ -1225,6 +1214,38 @@ mod tests {
             .unwrap();
         assert_eq!(old, 0, "the version 1 table is dropped");
         assert_eq!(counts(&v), (50, 0), "migrated keys are merged");
+    }
+
+    /// A vault (in a temporary folder, with a fresh keyring) holding `n`
+    /// persons, committed, and merged into person_keys when `merged`:
+    /// (folder, keyring, vault path, persons, their dek_ids).
+    fn vault_of(n: usize, merged: bool) -> (tempfile::TempDir, Keyring, PathBuf, Vec<(String, String)>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Keyring::generate(&dir.path().join("k.toml"));
+        let path = dir.path().join("vault.sqlite");
+        let persons = numbered_persons(n);
+        let v = Vault::open(&path, &ring, true, None).unwrap();
+        let ids = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
+        v.sync().unwrap();
+        if merged {
+            v.merge_staged().unwrap();
+        }
+        drop(v);
+        (dir, ring, path, persons, ids)
+    }
+
+    /// `n` persons: ("u_000", "p0@x.test"), ...
+    fn numbered_persons(n: usize) -> Vec<(String, String)> {
+        (0..n).map(|i| (format!("u_{i:03}"), format!("p{i}@x.test"))).collect()
+    }
+
+    /// The vault at `path`, opened again, after checking that opening it
+    /// brought it to [`VAULT_VERSION`].
+    fn reopened_at_current_version(path: &Path, ring: &Keyring) -> Vault {
+        let v = Vault::open(path, ring, false, None).unwrap();
+        let version: i64 = v.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, VAULT_VERSION);
+        v
     }
 
     /// (keys in person_keys, keys staged).
@@ -1239,13 +1260,9 @@ mod tests {
     /// there, and new persons are staged again beside them.
     #[test]
     fn staged_keys_are_found_and_merged_unchanged() {
-        let dir = tempfile::tempdir().unwrap();
-        let ring = Keyring::generate(&dir.path().join("k.toml"));
-        let path = dir.path().join("vault.sqlite");
-        let v = Vault::open(&path, &ring, true, None).unwrap();
-        let persons: Vec<(String, String)> = (0..200).map(|i| (format!("u_{i:03}"), format!("p{i}@x.test"))).collect();
-        let ids = key_ids(&v.person_keys(&persons[..100], false, ring.path()).unwrap());
-        v.sync().unwrap();
+        let (_dir, ring, path, _, ids) = vault_of(100, false);
+        let persons = numbered_persons(200);
+        let v = Vault::open(&path, &ring, false, None).unwrap();
         assert_eq!(counts(&v), (0, 100));
         assert_eq!(v.merge_due().unwrap(), None, "100 staged keys are below the minimum");
         let fresh = Vault::open(&path, &ring, false, None).unwrap();
@@ -1303,22 +1320,11 @@ mod tests {
     /// its keys.
     #[test]
     fn a_version_2_vault_is_migrated() {
-        let dir = tempfile::tempdir().unwrap();
-        let ring = Keyring::generate(&dir.path().join("k.toml"));
-        let path = dir.path().join("vault.sqlite");
-        let persons: Vec<(String, String)> = (0..20).map(|i| (format!("u_{i:03}"), format!("p{i}@x.test"))).collect();
-        let ids = {
-            let v = Vault::open(&path, &ring, true, None).unwrap();
-            let ids = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
-            v.merge_staged().unwrap();
-            ids
-        };
+        let (_dir, ring, path, persons, ids) = vault_of(20, true);
         let c = Connection::open(&path).unwrap();
         c.execute_batch("DROP TABLE person_keys_staged; PRAGMA user_version = 2;").unwrap();
         drop(c);
-        let v = Vault::open(&path, &ring, false, None).unwrap();
-        let version: i64 = v.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, VAULT_VERSION);
+        let v = reopened_at_current_version(&path, &ring);
         assert_eq!(counts(&v), (20, 0));
         assert_eq!(key_ids(&v.person_keys(&persons, false, ring.path()).unwrap()), ids);
     }
