@@ -94,22 +94,26 @@ pub const SLOT_WINDOW: i64 = 16;
 /// Chunks whose new persons share one write transaction: each new person
 /// lands at a random slot of the staged keys' table, so a commit per chunk
 /// would write the same pages to the log again and again.
-const CHUNKS_PER_COMMIT: usize = 64;
+pub const CHUNKS_PER_COMMIT: usize = 64;
 /// Staged person keys that make a merge due at the least (see
-/// [`Vault::merge_if_due`]).
+/// [`Vault::merge_due`]).
 pub const MERGE_MIN_STAGED: i64 = 65_536;
 /// A merge is due once the staged keys reach this fraction (1/n) of all
-/// persons ever made, or [`MERGE_MIN_STAGED`], whichever is more.
+/// persons made so far, or [`MERGE_MIN_STAGED`], whichever is more.
 pub const MERGE_FRACTION: i64 = 8;
 /// Unwrapped person keys kept in memory per vault (each about 1 KB with
 /// the expanded AES key schedule).
 const CACHE_KEYS: usize = 16_384;
 /// The writer's page cache, in KiB (`PRAGMA cache_size`; a cap, filled as
-/// pages are changed): it holds the pages that new persons change (the
-/// staged keys' table and index, the end of the identities' table) and
-/// those of a merge, so that SQLite never spills a dirty page to the log
-/// mid-transaction. The writer reads the rest, mostly `person_keys` where it
-/// looks a new person up again, through the memory map, like the readers.
+/// pages are changed, and kept until the connection closes): it holds the
+/// pages that new persons change (the staged keys' table and index, the
+/// end of the identities' table), so that a write transaction of
+/// [`CHUNKS_PER_COMMIT`] chunks does not spill dirty pages to the log
+/// before its commit while the staged keys stay under about 1 GB (8M
+/// staged keys). A merge into a vault of millions changes more pages than
+/// that and spills. The writer reads the rest, mostly `person_keys` where
+/// it looks a new person up again, through the memory map, like the
+/// readers.
 const WRITER_CACHE_KIB: i64 = 1 << 20;
 /// A reader's page cache, in KiB: readers read through the memory map, so
 /// this holds only pages of the write-ahead log.
@@ -329,7 +333,7 @@ impl Vault {
             });
         }
         if version < VAULT_VERSION {
-            create_or_migrate(&conn, version).map_err(&err)?;
+            create_or_migrate(&conn).map_err(&err)?;
         }
         let keks = keyring
             .kek_ids()
@@ -444,8 +448,9 @@ impl Vault {
     /// The number of staged person keys when a merge of them into
     /// `person_keys` is due, else `None`: due once they number at least
     /// [`MERGE_MIN_STAGED`] and at least 1/[`MERGE_FRACTION`] of the persons
-    /// ever made. Counting reads the whole staged table (a few MB per 100,000
-    /// keys).
+    /// made so far (the highest `person_identities` id, which forgetting the
+    /// newest persons lowers a little). Counting reads the whole staged
+    /// table (a few MB per 100,000 keys).
     ///
     /// # Errors
     /// [`VaultError::Sql`].
@@ -507,8 +512,8 @@ impl Vault {
     ) -> Result<Vec<PersonKey>, VaultError> {
         let err = sql_err(&self.path);
         let slots: Vec<Slot> = persons.iter().map(|(p, _)| Slot::of(p)).collect();
-        // The chunk's distinct persons in slot order; `keys[i]` is the key of
-        // `wanted[i]` once found, and `first[i]` the first row that has them.
+        // The chunk's distinct persons in slot order, each with the first row
+        // that has them; `keys[i]` is the key of `wanted[i]` once found.
         let mut wanted: Vec<(Slot, usize)> = slots.iter().enumerate().map(|(i, s)| (*s, i)).collect();
         wanted.sort_unstable();
         wanted.dedup_by_key(|(s, _)| *s);
@@ -854,12 +859,13 @@ const SCHEMA: &str = "
 /// keys' table to a version 2 vault, or moves the persons of a version 1
 /// vault (one `persons` table keyed by pseudonym) into the tables, in one
 /// transaction: a crash leaves the vault as it was.
-fn create_or_migrate(conn: &Connection, version: i64) -> rusqlite::Result<()> {
+fn create_or_migrate(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
-        // Another process may have done it meanwhile.
-        let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if now >= VAULT_VERSION {
+        // Read under the write lock: another process may have migrated it
+        // (part of the way) since this one opened it.
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version >= VAULT_VERSION {
             return Ok(0);
         }
         if version == 1 {
@@ -986,7 +992,7 @@ fn free_slot(free: Option<i64>) -> rusqlite::Result<i64> {
     })
 }
 
-/// Whether `staged` keys, out of `persons` ever made, make a merge due: at
+/// Whether `staged` keys, out of `persons` made so far, make a merge due: at
 /// least [`MERGE_MIN_STAGED`] and at least 1/[`MERGE_FRACTION`] of them.
 fn merge_is_due(staged: i64, persons: i64) -> bool {
     staged > 0 && staged >= MERGE_MIN_STAGED.max(persons / MERGE_FRACTION)
