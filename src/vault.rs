@@ -64,7 +64,7 @@
 //! the writer. A reader does not see the writer's open transaction, so a
 //! person a reader misses is looked up again inside the write transaction
 //! before a key is made: one person never gets two keys. Other processes
-//! wait for SQLite's lock (busy timeout 30 s).
+//! wait for SQLite's lock (up to [`LOCK_WAIT_SECONDS`]).
 //!
 //! Durability: new persons are inserted in a write transaction that spans up
 //! to [`CHUNKS_PER_COMMIT`] chunks, and the writer runs with `PRAGMA
@@ -101,6 +101,13 @@ pub const MERGE_MIN_STAGED: i64 = 65_536;
 /// A merge is due once the staged keys reach this fraction (1/n) of all
 /// persons made so far, or [`MERGE_MIN_STAGED`], whichever is more.
 pub const MERGE_FRACTION: i64 = 8;
+/// How long a vault connection waits for a lock another connection holds,
+/// in seconds, before its statement fails with "database is locked": long
+/// enough for a merge of staged keys ([`Vault::merge_staged`]) into a vault
+/// of tens of millions.
+pub const LOCK_WAIT_SECONDS: u64 = 300;
+/// How often a waiting vault connection tries the lock again, in ms.
+pub const LOCK_POLL_MS: u64 = 50;
 /// Unwrapped person keys kept in memory per vault (each about 1 KB with
 /// the expanded AES key schedule).
 const CACHE_KEYS: usize = 16_384;
@@ -223,9 +230,9 @@ pub struct ForgetSummary {
     /// Pseudonyms that were already forgotten and had no key.
     pub already: usize,
     /// Whether the write-ahead log was checkpointed and truncated (false
-    /// when another process kept reading the vault throughout SQLite's
-    /// busy timeout: the deleted rows' old pages may then remain in the
-    /// log until the next checkpoint).
+    /// when another process kept reading the vault throughout the lock
+    /// wait, [`LOCK_WAIT_SECONDS`]: the deleted rows' old pages may then
+    /// remain in the log until the next checkpoint).
     pub log_truncated: bool,
 }
 
@@ -309,7 +316,7 @@ impl Vault {
             opts.open(path).map_err(io)?;
         }
         let conn = Connection::open(path).map_err(&err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(&err)?;
+        conn.busy_handler(Some(wait_for_lock)).map_err(&err)?;
         // synchronous = FULL: a commit returns once the write-ahead log is
         // fsynced, which is what `sync` relies on (NORMAL would leave the
         // log to the next checkpoint, and a checkpoint that a reader holds
@@ -371,7 +378,7 @@ impl Vault {
             Some(c) => c,
             None => {
                 let c = Connection::open(&self.path).map_err(&err)?;
-                c.busy_timeout(std::time::Duration::from_secs(30)).map_err(&err)?;
+                c.busy_handler(Some(wait_for_lock)).map_err(&err)?;
                 c.execute_batch(&format!(
                     "PRAGMA query_only = ON;
                      PRAGMA cache_size = -{READER_CACHE_KIB};
@@ -992,6 +999,24 @@ fn free_slot(free: Option<i64>) -> rusqlite::Result<i64> {
     })
 }
 
+/// SQLite's busy handler for vault connections, called with the number of
+/// earlier calls for the same lock: sleeps [`LOCK_POLL_MS`] and asks SQLite
+/// to try again, until [`LOCK_WAIT_SECONDS`] have passed; says once, after
+/// a second, that it is waiting.
+fn wait_for_lock(retries: i32) -> bool {
+    let waited_ms = u64::try_from(retries).unwrap_or(0) * LOCK_POLL_MS;
+    if waited_ms == 1000 {
+        tracing::info!(
+            "key vault: waiting for its lock, which another piigate holds (a merge of staged keys holds it about 30 s per million at 10M persons); giving up after {LOCK_WAIT_SECONDS} s"
+        );
+    }
+    if waited_ms >= LOCK_WAIT_SECONDS * 1000 {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(LOCK_POLL_MS));
+    true
+}
+
 /// Whether `staged` keys, out of `persons` made so far, make a merge due: at
 /// least [`MERGE_MIN_STAGED`] and at least 1/[`MERGE_FRACTION`] of them.
 fn merge_is_due(staged: i64, persons: i64) -> bool {
@@ -1307,6 +1332,33 @@ mod tests {
         survivors[3] = "-".into();
         survivors[150] = "-".into();
         assert_eq!(key_ids(&rotated.person_keys(&persons, false, ring.path()).unwrap()), survivors);
+    }
+
+    /// A vault connection waits for the write lock another connection (as
+    /// of another process) holds, instead of failing at once.
+    #[test]
+    fn a_writer_waits_for_a_lock_another_connection_holds() {
+        let (_dir, ring, path, _, _) = vault_of(1, false);
+        let holder = Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let v = Vault::open(&path, &ring, false, None).unwrap();
+        let started = std::time::Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(1500));
+                holder.execute_batch("COMMIT").unwrap();
+            });
+            let newcomer = numbered_persons(3).split_off(2);
+            let keys = v.person_keys(&newcomer, false, ring.path()).unwrap();
+            assert!(matches!(keys[0], PersonKey::Key(_)));
+        });
+        assert!(started.elapsed() >= std::time::Duration::from_millis(1400), "{:?}", started.elapsed());
+        v.sync().unwrap();
+        assert_eq!(counts(&v), (0, 2));
+        // It gives up after LOCK_WAIT_SECONDS.
+        let limit = i32::try_from(LOCK_WAIT_SECONDS * 1000 / LOCK_POLL_MS).unwrap();
+        assert!(wait_for_lock(limit - 1));
+        assert!(!wait_for_lock(limit));
     }
 
     /// A merge is due at MERGE_MIN_STAGED staged keys, and in a big vault
