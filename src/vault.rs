@@ -446,13 +446,18 @@ impl Vault {
     /// # Errors
     /// [`VaultError::Sql`].
     pub fn sync(&self) -> Result<(), VaultError> {
-        let err = sql_err(&self.path);
         let conn = self.conn();
+        self.commit_open(&conn)?;
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(sql_err(&self.path))
+    }
+
+    /// Commits the writer's open transaction of new persons, if any.
+    fn commit_open(&self, conn: &Connection) -> Result<(), VaultError> {
         if !conn.is_autocommit() {
-            conn.execute_batch("COMMIT").map_err(&err)?;
+            conn.execute_batch("COMMIT").map_err(sql_err(&self.path))?;
             self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
         }
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(&err)
+        Ok(())
     }
 
     /// The number of staged person keys when a merge of them into
@@ -488,10 +493,7 @@ impl Vault {
     pub fn merge_staged(&self) -> Result<usize, VaultError> {
         let err = sql_err(&self.path);
         let mut conn = self.conn();
-        if !conn.is_autocommit() {
-            conn.execute_batch("COMMIT").map_err(&err)?;
-            self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.commit_open(&conn)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
         let n: i64 = tx.query_row("SELECT count(*) FROM person_keys_staged", [], |r| r.get(0)).map_err(&err)?;
         tx.execute_batch(MERGE_STAGED).map_err(&err)?;
@@ -645,8 +647,7 @@ impl Vault {
             }
             let n = self.pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             if n >= CHUNKS_PER_COMMIT {
-                conn.execute_batch("COMMIT").map_err(&err)?;
-                self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
+                self.commit_open(&conn)?;
             }
             drop(conn);
             for (i, rec) in &raced {
@@ -671,12 +672,9 @@ impl Vault {
     pub fn key_by_dek_id(&self, dek_id: &DekId, keyring_path: &Path) -> Result<Option<DataKey>, VaultError> {
         let rec = {
             let conn = self.conn();
-            conn.prepare_cached(
-                "SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys WHERE dek_id = ?1
-                 UNION ALL SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys_staged WHERE dek_id = ?1",
-            )
-            .and_then(|mut s| s.query_row([dek_id.as_str()], person_row).optional())
-            .map_err(sql_err(&self.path))?
+            conn.prepare_cached(SELECT_DEK_ID)
+                .and_then(|mut s| s.query_row([dek_id.as_str()], person_row).optional())
+                .map_err(sql_err(&self.path))?
         };
         rec.map(|r| self.unwrap(&r, keyring_path)).transpose()
     }
@@ -937,32 +935,71 @@ fn create_or_migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
-/// The rows of one slot window, for a statement prepared from it.
-/// Both key tables: a slot is taken in one of them at most.
-const SELECT_WINDOW: &str = "SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys WHERE slot >= ?1 AND slot < ?1 + 16
-     UNION ALL SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys_staged WHERE slot >= ?1 AND slot < ?1 + 16";
+/// The columns of a key row, in the order [`person_row`] and
+/// [`Vault::unwrap_row`] read them.
+macro_rules! key_columns {
+    () => {
+        "slot, tag, dek_id, kek_id, nonce, wrapped, person"
+    };
+}
+/// The condition that selects the slot window starting at `?1`
+/// ([`SLOT_WINDOW`] slots).
+macro_rules! in_window {
+    () => {
+        "slot >= ?1 AND slot < ?1 + 16"
+    };
+}
+
+/// The rows of one slot window, for a statement prepared from it, in both
+/// key tables: a slot is taken in one of them at most.
+const SELECT_WINDOW: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM person_keys WHERE ",
+    in_window!(),
+    " UNION ALL SELECT ",
+    key_columns!(),
+    " FROM person_keys_staged WHERE ",
+    in_window!()
+);
 /// [`SELECT_WINDOW`] of the main table alone.
-const SELECT_MAIN_WINDOW: &str =
-    "SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys WHERE slot >= ?1 AND slot < ?1 + 16";
+const SELECT_MAIN_WINDOW: &str = concat!("SELECT ", key_columns!(), " FROM person_keys WHERE ", in_window!());
 /// [`SELECT_WINDOW`] of the staged keys alone.
-const SELECT_STAGED_WINDOW: &str =
-    "SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys_staged WHERE slot >= ?1 AND slot < ?1 + 16";
+const SELECT_STAGED_WINDOW: &str = concat!("SELECT ", key_columns!(), " FROM person_keys_staged WHERE ", in_window!());
 
 /// Every key row of both tables, selected as in [`SELECT_WINDOW`].
-const ALL_KEYS: &str = "SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys
-     UNION ALL SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person FROM person_keys_staged";
+const ALL_KEYS: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM person_keys UNION ALL SELECT ",
+    key_columns!(),
+    " FROM person_keys_staged"
+);
+
+/// The key row named `?1` (a dek_id), in either table.
+const SELECT_DEK_ID: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM person_keys WHERE dek_id = ?1",
+    " UNION ALL SELECT ",
+    key_columns!(),
+    " FROM person_keys_staged WHERE dek_id = ?1"
+);
 
 /// Moves every staged key into `person_keys`, in slot order.
-const MERGE_STAGED: &str = "INSERT INTO person_keys SELECT slot, tag, dek_id, kek_id, nonce, wrapped, person
-       FROM person_keys_staged ORDER BY slot;
-     DELETE FROM person_keys_staged;";
+const MERGE_STAGED: &str = concat!(
+    "INSERT INTO person_keys SELECT ",
+    key_columns!(),
+    " FROM person_keys_staged ORDER BY slot;",
+    " DELETE FROM person_keys_staged;"
+);
 
 /// Adds a person's identity row (pseudonym, sealed identity, created).
 const INSERT_IDENTITY: &str = "INSERT INTO person_identities (pseudonym, identity, created) VALUES (?1, ?2, ?3)";
 /// Adds a new person's key row (slot, tag, dek_id, kek_id, nonce, wrapped,
 /// person) to the staged keys.
-const INSERT_KEY: &str = "INSERT INTO person_keys_staged (slot, tag, dek_id, kek_id, nonce, wrapped, person)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_KEY: &str =
+    concat!("INSERT INTO person_keys_staged (", key_columns!(), ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
 
 /// The person's row in their slot window, read by `read`, if any, and else
 /// the lowest free slot of the window (`None` when all [`SLOT_WINDOW`] are
@@ -1053,10 +1090,7 @@ mod tests {
 
     #[test]
     fn keys_are_stable_forget_destroys_and_reveal_follows() {
-        let dir = tempfile::tempdir().unwrap();
-        let ring = Keyring::generate(&dir.path().join("k.toml"));
-        let path = dir.path().join("state/vault.sqlite");
-        let v = Vault::open(&path, &ring, true, None).unwrap();
+        let (_dir, ring, path, v) = new_vault("state/vault.sqlite");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -1106,10 +1140,7 @@ mod tests {
     /// connection reads every key that was handed out.
     #[test]
     fn workers_meeting_the_same_new_persons_get_one_key_each_committed_by_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        let ring = Keyring::generate(&dir.path().join("k.toml"));
-        let path = dir.path().join("vault.sqlite");
-        let v = Vault::open(&path, &ring, true, None).unwrap();
+        let (_dir, ring, path, v) = new_vault("vault.sqlite");
         let persons: Vec<(String, String)> = (0..300).map(|i| (format!("u_{i:04}"), format!("p{i}@x.test"))).collect();
         let results: Vec<Vec<String>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..4)
@@ -1160,9 +1191,7 @@ mod tests {
     /// The writer fsyncs every commit (`sync` relies on it); readers never write.
     #[test]
     fn writer_commits_are_fsynced_and_readers_are_read_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let ring = Keyring::generate(&dir.path().join("k.toml"));
-        let v = Vault::open(&dir.path().join("vault.sqlite"), &ring, true, None).unwrap();
+        let (_dir, _ring, _path, v) = new_vault("vault.sqlite");
         let sync: i64 = v.conn().query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(sync, 2, "synchronous = FULL");
         let journal: String = v.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
@@ -1185,10 +1214,7 @@ mod tests {
     /// free one, and look-ups, reveal and forget find the right row.
     #[test]
     fn a_taken_slot_moves_the_person_along_the_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let ring = Keyring::generate(&dir.path().join("k.toml"));
-        let path = dir.path().join("vault.sqlite");
-        let v = Vault::open(&path, &ring, true, None).unwrap();
+        let (_dir, ring, path, v) = new_vault("vault.sqlite");
         let s = Slot::of("u_a");
         // Another person (another tag) in the first two slots of u_a's window.
         for (slot, dek) in [(s.base, "00000000000000f1"), (s.base + 1, "00000000000000f2")] {
@@ -1250,15 +1276,22 @@ mod tests {
         assert_eq!(counts(&v), (50, 0), "migrated keys are merged");
     }
 
+    /// A new, empty vault at `rel` in a temporary folder, with a fresh
+    /// keyring: (folder, keyring, vault path, vault).
+    fn new_vault(rel: &str) -> (tempfile::TempDir, Keyring, PathBuf, Vault) {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Keyring::generate(&dir.path().join("k.toml"));
+        let path = dir.path().join(rel);
+        let v = Vault::open(&path, &ring, true, None).unwrap();
+        (dir, ring, path, v)
+    }
+
     /// A vault (in a temporary folder, with a fresh keyring) holding `n`
     /// persons, committed, and merged into person_keys when `merged`:
     /// (folder, keyring, vault path, persons, their dek_ids).
     fn vault_of(n: usize, merged: bool) -> (tempfile::TempDir, Keyring, PathBuf, Vec<(String, String)>, Vec<String>) {
-        let dir = tempfile::tempdir().unwrap();
-        let ring = Keyring::generate(&dir.path().join("k.toml"));
-        let path = dir.path().join("vault.sqlite");
+        let (dir, ring, path, v) = new_vault("vault.sqlite");
         let persons = numbered_persons(n);
-        let v = Vault::open(&path, &ring, true, None).unwrap();
         let ids = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
         v.sync().unwrap();
         if merged {
