@@ -483,6 +483,15 @@ fn person_keys(
     Ok(Some(Arc::new(process::VaultKeys::new(Arc::new(vault), settings.forgotten, keyring.path().to_owned()))))
 }
 
+/// The per-person key store's housekeeping between files
+/// ([`crate::transform::PersonKeySource::compact`]), unless the command was
+/// interrupted.
+fn compact_persons(persons: Option<&dyn crate::transform::PersonKeySource>, cancel: &AtomicBool) {
+    if let Some(p) = persons.filter(|_| !cancel.load(Ordering::Relaxed)) {
+        p.compact();
+    }
+}
+
 fn build_pool(jobs: Option<usize>) -> Result<(rayon::ThreadPool, usize), CommandError> {
     let n = match jobs {
         Some(0) => return Err(usage(anyhow!("--jobs must be at least 1"))),
@@ -618,11 +627,7 @@ fn process_cmd(
     let report_path = run
         .write(&settings.state_dir)
         .map_err(|e| failed(anyhow!("cannot write the run report under {}: {e}", settings.state_dir.display())))?;
-    if !cancel.load(Ordering::Relaxed) {
-        if let Some(p) = &ctx.persons {
-            p.compact();
-        }
-    }
+    compact_persons(ctx.persons.as_deref(), &cancel);
     let skipped = total - run.files.len();
     info!(
         files = total,
@@ -1289,11 +1294,7 @@ fn run_cmd(config: &Path, watch: Option<u64>, dry_run: bool, wait: bool, jobs: O
                 result.skipped.len()
             );
         }
-        if !cancel.load(Ordering::Relaxed) {
-            if let Some(p) = &persons {
-                p.compact();
-            }
-        }
+        compact_persons(persons.as_deref(), &cancel);
         let Some(every) = watch else { break };
         if cancel.load(Ordering::Relaxed) {
             break;

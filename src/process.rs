@@ -89,12 +89,10 @@ impl PersonKeySource for VaultKeys {
         );
         let started = std::time::Instant::now();
         match self.vault.merge_staged() {
-            Ok(n) => tracing::info!(
-                merged = n,
-                seconds = started.elapsed().as_secs_f64(),
-                "key vault {path}: merged {n} person key(s) in {:.1} s",
-                started.elapsed().as_secs_f64()
-            ),
+            Ok(n) => {
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::info!(merged = n, seconds, "key vault {path}: merged {n} person key(s) in {seconds:.1} s")
+            }
             Err(e) => tracing::warn!("{e} (merging the staged person keys; they stay staged and in use)"),
         }
     }

@@ -480,15 +480,13 @@ impl Transformer {
         // and reused for the identity cell by `transform_record`.
         let mut persons = Vec::new();
         let mut which = Vec::new();
-        // Each record as text when it is valid UTF-8, checked once here.
-        let mut wholes: Vec<Option<&str>> = Vec::new();
+        // Each record as text when it is valid UTF-8, checked once.
+        let wholes: Vec<Option<&str>> = records.iter().map(|r| std::str::from_utf8(r.as_slice()).ok()).collect();
         if let Some((source, col)) = &self.persons {
             persons.reserve(records.len());
             which.reserve(records.len());
-            wholes.reserve(records.len());
-            for rec in records {
-                let whole = std::str::from_utf8(rec.as_slice()).ok();
-                wholes.push(whole);
+            for (rec, whole) in records.iter().zip(&wholes) {
+                let whole = *whole;
                 match self.person_of(rec, whole, *col) {
                     Some(p) => {
                         which.push(Some(persons.len()));
@@ -510,10 +508,7 @@ impl Transformer {
             for (n, rec) in records.iter().enumerate() {
                 out.rows += 1;
                 row.clear();
-                let whole = match wholes.get(n) {
-                    Some(w) => *w,
-                    None => std::str::from_utf8(rec.as_slice()).ok(),
-                };
+                let whole = wholes[n];
                 // A row without a person (its identity is empty or invalid)
                 // is rejected by the identity check below.
                 let person = which.get(n).copied().flatten().map(|i| {
