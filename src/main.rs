@@ -1,6 +1,35 @@
 use clap::Parser;
 
+/// glibc's `malloc` hands allocations above its mmap threshold (128 KiB at
+/// first, raised as such blocks are freed) to `mmap`, and gives free memory
+/// at the top of a heap above its trim threshold (twice the mmap threshold)
+/// back to the kernel. The engine's chunk buffers (about 0.2 MiB of input
+/// and 0.6 MiB of output per 1,000 records) are made and dropped on the
+/// reader, worker and writer threads, each with its own heap, so with the
+/// defaults the heaps kept shrinking and growing: on the 1M-row benchmark
+/// file, 51,000 minor page faults and 0.5–0.6 s of system time, against
+/// 6,500 and 0.15–0.23 s with these fixed thresholds (peak RSS 31–33 MB
+/// against 35–36 MB).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    /// Allocations up to this size come from the heap (glibc's ceiling
+    /// for its own dynamic threshold), bytes.
+    const MMAP_THRESHOLD: libc::c_int = 32 << 20;
+    /// Free memory kept at the top of a heap, bytes.
+    const TRIM_THRESHOLD: libc::c_int = 64 << 20;
+    // SAFETY: mallopt only changes malloc's parameters; it is called before
+    // any other thread exists. A failure leaves glibc's defaults.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() -> std::process::ExitCode {
+    keep_freed_memory();
     let cli = piigate::cli::Cli::parse();
     let status = piigate::commands::run(cli);
     std::process::ExitCode::from(status as u8)
