@@ -75,6 +75,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -276,6 +277,12 @@ pub struct Vault {
     cache: Mutex<foldhash::HashMap<Slot, Arc<DataKey>>>,
     /// Chunks written in the open write transaction (under the connection lock).
     pending: std::sync::atomic::AtomicUsize,
+    /// The number of the writer's open write transaction of new persons, 0
+    /// when none is open; set under the connection lock. See
+    /// [`Vault::person_keys`].
+    open_tx: AtomicU64,
+    /// The number of the last write transaction of new persons begun.
+    tx_seq: AtomicU64,
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> VaultError + '_ {
@@ -359,6 +366,8 @@ impl Vault {
             retired_file,
             cache: Mutex::new(foldhash::HashMap::default()),
             pending: std::sync::atomic::AtomicUsize::new(0),
+            open_tx: AtomicU64::new(0),
+            tx_seq: AtomicU64::new(0),
         })
     }
 
@@ -454,6 +463,7 @@ impl Vault {
     /// Commits the writer's open transaction of new persons, if any.
     fn commit_open(&self, conn: &Connection) -> Result<(), VaultError> {
         if !conn.is_autocommit() {
+            self.open_tx.store(0, Ordering::SeqCst);
             conn.execute_batch("COMMIT").map_err(sql_err(&self.path))?;
             self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
         }
@@ -539,6 +549,15 @@ impl Vault {
                 }
             }
         }
+        // The writer's open transaction, read before the look-ups' snapshot
+        // (taken at their first statement). While the same transaction is
+        // still open when the writer gets to the new persons, nobody else
+        // could write in between, and it writes no main-table rows, so what
+        // the look-ups saw of `person_keys` is still so: then the writer
+        // looks only at the staged keys, and takes the main table's taken
+        // slots (`taken_in_main`) from the look-ups.
+        let tx_before = self.open_tx.load(Ordering::SeqCst);
+        let mut taken_in_main = vec![0u16; wanted.len()];
         // 1. Look-ups on a pooled reader; unwrap after.
         let mut records = Vec::new();
         if keys.iter().any(Option::is_none) {
@@ -560,7 +579,10 @@ impl Vault {
                     let read = |r: &rusqlite::Row<'_>| Ok(self.unwrap_row(r, keyring_path));
                     let found = match scan_window(&mut main, *s, read)? {
                         (Some(key), _) => Some(key),
-                        (None, _) => scan_window(&mut staged, *s, read)?.0,
+                        (None, taken) => {
+                            taken_in_main[i] = taken;
+                            scan_window(&mut staged, *s, read)?.0
+                        }
                     };
                     if let Some(key) = found {
                         records.push((i, key));
@@ -600,13 +622,16 @@ impl Vault {
             let conn = self.conn();
             if conn.is_autocommit() {
                 conn.execute_batch("BEGIN IMMEDIATE").map_err(&err)?;
+                self.open_tx.store(self.tx_seq.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
             }
             let tx = &*conn;
             // Another worker (in the open transaction, which the readers do
             // not see) or another process may have added some meanwhile.
+            let main_as_seen = tx_before != 0 && tx_before == self.open_tx.load(Ordering::SeqCst);
             let mut raced = Vec::new();
             {
-                let mut window = tx.prepare_cached(SELECT_WINDOW).map_err(&err)?;
+                let mut window =
+                    tx.prepare_cached(if main_as_seen { SELECT_STAGED_WINDOW } else { SELECT_WINDOW }).map_err(&err)?;
                 let mut is_forgotten =
                     tx.prepare_cached("SELECT 1 FROM forgotten WHERE pseudonym = ?1").map_err(&err)?;
                 // Most vaults have forgotten nobody: then skip the check.
@@ -619,7 +644,7 @@ impl Vault {
                 let mut add_key = tx.prepare_cached(INSERT_KEY).map_err(&err)?;
                 for (i, p, dek_id, nonce, wrapped, sealed, key) in made {
                     let s = wanted[i].0;
-                    let (rec, free) = scan_window(&mut window, s, person_row).map_err(&err)?;
+                    let (rec, taken) = scan_window(&mut window, s, person_row).map_err(&err)?;
                     if let Some(rec) = rec {
                         raced.push((i, rec));
                         continue;
@@ -628,7 +653,8 @@ impl Vault {
                         keys[i] = Some(PersonKey::Forgotten);
                         continue;
                     }
-                    let slot = free_slot(free).map_err(&err)?;
+                    let taken = if main_as_seen { taken | taken_in_main[i] } else { taken };
+                    let slot = free_slot(s, taken).map_err(&err)?;
                     add_identity.execute(rusqlite::params![p, sealed, created]).map_err(&err)?;
                     add_key
                         .execute(rusqlite::params![
@@ -894,7 +920,7 @@ fn create_or_migrate(conn: &Connection) -> rusqlite::Result<()> {
             while let Some(r) = rows.next()? {
                 let pseudonym: String = r.get(0)?;
                 let slot = Slot::of(&pseudonym);
-                let free = free_slot(scan_window(&mut window, slot, person_row)?.1)?;
+                let free = free_slot(slot, scan_window(&mut window, slot, person_row)?.1)?;
                 conn.execute(
                     INSERT_IDENTITY,
                     rusqlite::params![pseudonym, r.get::<_, Vec<u8>>(5)?, r.get::<_, String>(6)?],
@@ -1001,24 +1027,23 @@ const INSERT_IDENTITY: &str = "INSERT INTO person_identities (pseudonym, identit
 const INSERT_KEY: &str =
     concat!("INSERT INTO person_keys_staged (", key_columns!(), ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
 
-/// The person's row in their slot window, read by `read`, if any, and else
-/// the lowest free slot of the window (`None` when all [`SLOT_WINDOW`] are
-/// taken, which takes 16 persons whose 60-bit hashes lie within 16 of each
-/// other).
+/// The person's row in their slot window, read by `read`, if any; else
+/// which of the window's [`SLOT_WINDOW`] slots the statement's rows take
+/// (bit `i` for slot `base + i`).
 fn scan_window<T>(
     window: &mut rusqlite::CachedStatement<'_>,
     slot: Slot,
     read: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<(Option<T>, Option<i64>)> {
-    let mut taken = [false; SLOT_WINDOW as usize];
+) -> rusqlite::Result<(Option<T>, u16)> {
+    let mut taken = 0u16;
     let mut rows = window.query([slot.base])?;
     while let Some(r) = rows.next()? {
         if r.get_ref(1)?.as_i64()? == slot.tag {
-            return Ok((Some(read(r)?), None));
+            return Ok((Some(read(r)?), 0));
         }
-        taken[(r.get::<_, i64>(0)? - slot.base) as usize] = true;
+        taken |= 1 << (r.get::<_, i64>(0)? - slot.base);
     }
-    Ok((None, taken.iter().position(|t| !t).map(|i| slot.base + i as i64)))
+    Ok((None, taken))
 }
 
 /// The person's row in their slot window, if any.
@@ -1026,17 +1051,20 @@ fn find_person(window: &mut rusqlite::CachedStatement<'_>, slot: Slot) -> rusqli
     Ok(scan_window(window, slot, person_row)?.0)
 }
 
-/// The lowest free slot of the window of a person who has no row.
+/// The lowest free slot of the window of a person who has no row, given
+/// the window's taken slots (as [`scan_window`] gives them).
 ///
 /// # Errors
-/// A constraint error when all [`SLOT_WINDOW`] slots are taken.
-fn free_slot(free: Option<i64>) -> rusqlite::Result<i64> {
-    free.ok_or_else(|| {
-        rusqlite::Error::SqliteFailure(
+/// A constraint error when all [`SLOT_WINDOW`] slots are taken (16 persons
+/// whose 60-bit hashes lie within 16 of each other).
+fn free_slot(slot: Slot, taken: u16) -> rusqlite::Result<i64> {
+    match taken.trailing_ones() {
+        i if i < SLOT_WINDOW as u32 => Ok(slot.base + i64::from(i)),
+        _ => Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
             Some(format!("all {SLOT_WINDOW} slots of a person's window are taken")),
-        )
-    })
+        )),
+    }
 }
 
 /// SQLite's busy handler for vault connections, called with the number of
@@ -1241,6 +1269,38 @@ mod tests {
         assert_eq!(again.forget(&["u_a".into()]).unwrap().forgotten, 1);
         let left: i64 = again.conn().query_row("SELECT count(*) FROM person_keys", [], |r| r.get(0)).unwrap();
         assert_eq!(left, 2, "only u_a's row is deleted");
+    }
+
+    /// A new person met while the writer's transaction is open takes the
+    /// main-table slots of their window from the look-up (the writer then
+    /// reads only the staged keys): a slot taken in `person_keys` is not
+    /// taken again, and the merge moves the person unchanged.
+    #[test]
+    fn a_slot_taken_in_the_main_table_is_skipped_inside_an_open_transaction() {
+        let (_dir, ring, path, v) = new_vault("vault.sqlite");
+        let s = Slot::of("u_b");
+        v.conn()
+            .execute(
+                "INSERT INTO person_keys VALUES (?1, ?2, '00000000000000f1', 'k0', x'00', x'00', 0)",
+                rusqlite::params![s.base, s.tag ^ 1],
+            )
+            .unwrap();
+        let a = vec![("u_a".to_owned(), "a@x.test".to_owned())];
+        let b = vec![("u_b".to_owned(), "b@x.test".to_owned())];
+        let first_a = key_ids(&v.person_keys(&a, false, ring.path()).unwrap());
+        assert_ne!(v.open_tx.load(Ordering::SeqCst), 0, "u_a opened the write transaction");
+        let first_b = key_ids(&v.person_keys(&b, false, ring.path()).unwrap());
+        v.sync().unwrap();
+        assert_eq!(v.merge_staged().unwrap(), 2);
+        let at: i64 =
+            v.conn().query_row("SELECT slot FROM person_keys WHERE dek_id = ?1", [&first_b[0]], |r| r.get(0)).unwrap();
+        assert_eq!(at, s.base + 1);
+        let again = Vault::open(&path, &ring, false, None).unwrap();
+        assert_eq!(key_ids(&again.person_keys(&a, false, ring.path()).unwrap()), first_a);
+        assert_eq!(key_ids(&again.person_keys(&b, false, ring.path()).unwrap()), first_b);
+        assert!(
+            matches!(&again.reveal(&["u_b".into()], ring.path()).unwrap()[0], Revealed::Identity(i) if i == "b@x.test")
+        );
     }
 
     /// A version 1 vault (one `persons` table keyed by pseudonym) is moved
