@@ -8,15 +8,16 @@ use clap::Parser;
 /// reader, worker and writer threads, each with its own heap, so with the
 /// defaults the heaps kept shrinking and growing: on the 1M-row benchmark
 /// file, 51,000 minor page faults and 0.5–0.6 s of system time, against
-/// 6,500 and 0.15–0.23 s with these fixed thresholds (peak RSS 31–33 MB
-/// against 35–36 MB).
+/// 6,500 and 0.15–0.23 s with fixed thresholds (peak RSS 31–33 MB against
+/// 35–36 MB). The trim threshold is kept low so that a heap holds at most
+/// a few chunks' worth of free memory.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     /// Allocations up to this size come from the heap (glibc's ceiling
     /// for its own dynamic threshold), bytes.
     const MMAP_THRESHOLD: libc::c_int = 32 << 20;
     /// Free memory kept at the top of a heap, bytes.
-    const TRIM_THRESHOLD: libc::c_int = 64 << 20;
+    const TRIM_THRESHOLD: libc::c_int = 8 << 20;
     // SAFETY: mallopt only changes malloc's parameters; it is called before
     // any other thread exists. A failure leaves glibc's defaults.
     unsafe {
