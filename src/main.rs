@@ -9,24 +9,30 @@ use clap::Parser;
 /// defaults the heaps kept shrinking and growing: on the 1M-row benchmark
 /// file, 51,000 minor page faults and 0.5–0.6 s of system time, against
 /// 6,500 and 0.15–0.23 s with fixed thresholds (peak RSS 31–33 MB against
-/// 35–36 MB). The trim threshold is kept low so that a heap holds at most
-/// a few chunks' worth of free memory.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// 35–36 MB; measured with a 64 MiB trim threshold, which 8 MiB matched).
+/// The trim threshold is kept low because it holds per heap, and glibc
+/// gives each busy thread its own.
+/// Settings made through `GLIBC_TUNABLES` are overridden. On 32-bit glibc
+/// (mmap threshold at most 512 KiB) the defaults stay.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 fn keep_freed_memory() {
     /// Allocations up to this size come from the heap (glibc's ceiling
     /// for its own dynamic threshold), bytes.
     const MMAP_THRESHOLD: libc::c_int = 32 << 20;
     /// Free memory kept at the top of a heap, bytes.
     const TRIM_THRESHOLD: libc::c_int = 8 << 20;
-    // SAFETY: mallopt only changes malloc's parameters; it is called before
-    // any other thread exists. A failure leaves glibc's defaults.
+    // SAFETY: mallopt only changes malloc's parameters; it is called first
+    // thing in main, before any other thread exists. The trim threshold is
+    // set only when the mmap threshold was accepted (setting either fixes
+    // both), so a refusal leaves glibc's defaults.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        if libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        }
     }
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
 fn keep_freed_memory() {}
 
 fn main() -> std::process::ExitCode {

@@ -72,8 +72,12 @@ impl PersonKeySource for VaultKeys {
             .collect())
     }
 
-    fn sync(&self) -> Result<(), String> {
-        self.vault.sync().map_err(|e| e.to_string())
+    fn mark(&self) -> u64 {
+        self.vault.mark()
+    }
+
+    fn sync(&self, since: u64) -> Result<(), String> {
+        self.vault.sync(since).map_err(|e| e.to_string())
     }
 
     fn compact(&self) {
@@ -187,6 +191,8 @@ fn run<'scope, 'env>(
         Some(_) => crate::sink::pgp::plaintext_budget(max_file_bytes.min(crate::settings::PGP_MAX_FILE_BYTES)),
         None => max_file_bytes,
     });
+    // Before the file's first look-up: see `PersonKeySource::sync`.
+    let vault_mark = ctx.persons.as_ref().map_or(0, |p| p.mark());
     let job = FileJob {
         schema: &s.schema,
         delimiter: s.delimiter,
@@ -283,7 +289,7 @@ fn run<'scope, 'env>(
     }
 
     if let Some(persons) = &ctx.persons {
-        persons.sync().map_err(|e| (FileStatus::Error, format!("key vault: {e}")))?;
+        persons.sync(vault_mark).map_err(|e| (FileStatus::Error, format!("key vault: {e}")))?;
     }
     if let Some(hook) = before_publish {
         hook(&names, &outcome.columns).map_err(|e| (FileStatus::Error, e))?;

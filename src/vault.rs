@@ -164,6 +164,11 @@ pub enum VaultError {
         /// The KEK id.
         kek_id: String,
     },
+    /// SQLite rolled back the write transaction that held new person keys
+    /// (after an error such as a full disk, which fails the file it struck),
+    /// so keys that a file since [`Vault::mark`] may have used are gone.
+    #[error("key vault {0}: the write transaction holding new person keys was rolled back after an earlier error, so keys this file may have used are gone; its output is not published, and it is processed again by the next run")]
+    KeysLost(PathBuf),
     /// Unwrapping or decrypting failed.
     #[error("person key {dek_id}: {source}")]
     Crypto {
@@ -283,6 +288,9 @@ pub struct Vault {
     open_tx: AtomicU64,
     /// The number of the last write transaction of new persons begun.
     tx_seq: AtomicU64,
+    /// The highest number of a write transaction of new persons that SQLite
+    /// rolled back (0: none). See [`Vault::sync`].
+    lost_tx: AtomicU64,
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> VaultError + '_ {
@@ -368,6 +376,7 @@ impl Vault {
             pending: std::sync::atomic::AtomicUsize::new(0),
             open_tx: AtomicU64::new(0),
             tx_seq: AtomicU64::new(0),
+            lost_tx: AtomicU64::new(0),
         })
     }
 
@@ -450,23 +459,50 @@ impl Vault {
     /// once the write-ahead log is fsynced (earlier commits were fsynced
     /// the same way). Called before an output is published, so no published
     /// token can outlive a crash of its key. Then checkpoints passively,
-    /// which only keeps the log short.
+    /// which only keeps the log short. `since` is the file's
+    /// [`Vault::mark`].
     ///
     /// # Errors
-    /// [`VaultError::Sql`].
-    pub fn sync(&self) -> Result<(), VaultError> {
+    /// [`VaultError::Sql`]; [`VaultError::KeysLost`] when SQLite rolled
+    /// back a write transaction of new persons begun at or after `since`
+    /// (one the file's keys may be in).
+    pub fn sync(&self, since: u64) -> Result<(), VaultError> {
         let conn = self.conn();
         self.commit_open(&conn)?;
+        let lost = self.lost_tx.load(Ordering::SeqCst);
+        if lost != 0 && lost >= since {
+            return Err(VaultError::KeysLost(self.path.clone()));
+        }
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(sql_err(&self.path))
     }
 
-    /// Commits the writer's open transaction of new persons, if any.
+    /// A mark to take before a file's first look-up and give to
+    /// [`Vault::sync`]: every write transaction that can hold the file's new
+    /// keys has a number at least this.
+    pub fn mark(&self) -> u64 {
+        self.tx_seq.load(Ordering::SeqCst)
+    }
+
+    /// Commits the writer's open transaction of new persons, if any. Notes
+    /// it as lost when SQLite rolled it back (then there is nothing to
+    /// commit) or the commit failed and rolled it back.
     fn commit_open(&self, conn: &Connection) -> Result<(), VaultError> {
-        if !conn.is_autocommit() {
-            self.open_tx.store(0, Ordering::SeqCst);
-            conn.execute_batch("COMMIT").map_err(sql_err(&self.path))?;
-            self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
+        let open = self.open_tx.swap(0, Ordering::SeqCst);
+        if conn.is_autocommit() {
+            if open != 0 {
+                self.lost_tx.fetch_max(open, Ordering::SeqCst);
+            }
+            return Ok(());
         }
+        if let Err(e) = conn.execute_batch("COMMIT") {
+            if conn.is_autocommit() {
+                self.lost_tx.fetch_max(open, Ordering::SeqCst);
+            } else {
+                self.open_tx.store(open, Ordering::SeqCst);
+            }
+            return Err(sql_err(&self.path)(e));
+        }
+        self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -621,6 +657,12 @@ impl Vault {
             }
             let conn = self.conn();
             if conn.is_autocommit() {
+                // A transaction still noted as open was rolled back by SQLite.
+                let stale = self.open_tx.swap(0, Ordering::SeqCst);
+                if stale != 0 {
+                    self.lost_tx.fetch_max(stale, Ordering::SeqCst);
+                    self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
+                }
                 conn.execute_batch("BEGIN IMMEDIATE").map_err(&err)?;
                 self.open_tx.store(self.tx_seq.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
             }
@@ -1130,7 +1172,7 @@ mod tests {
             ("u_a".to_owned(), "a@x.test".to_owned()),
         ];
         let first = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
-        v.sync().unwrap();
+        v.sync(0).unwrap();
         assert_eq!(first[0], first[2]);
         assert_ne!(first[0], first[1]);
         let again = Vault::open(&path, &ring, false, None).unwrap();
@@ -1146,7 +1188,7 @@ mod tests {
         let after = key_ids(&again.person_keys(&persons, false, ring.path()).unwrap());
         assert_eq!(after, vec!["-".to_string(), first[1].clone(), "-".to_string()]);
         let renewed = key_ids(&again.person_keys(&persons, true, ring.path()).unwrap());
-        again.sync().unwrap();
+        again.sync(0).unwrap();
         assert_ne!(renewed[0], first[0]);
         assert_eq!(renewed[0], renewed[2]);
         let bytes = std::fs::read(&path).unwrap();
@@ -1196,7 +1238,7 @@ mod tests {
             assert_eq!(r, &results[0]);
         }
         assert_eq!(results[0].iter().collect::<HashSet<_>>().len(), persons.len(), "one distinct key per person");
-        v.sync().unwrap();
+        v.sync(0).unwrap();
         // What sync committed is what another connection reads.
         let other = Connection::open(&path).unwrap();
         let stored: HashMap<String, String> = other
@@ -1255,7 +1297,7 @@ mod tests {
         }
         let persons = vec![("u_a".to_owned(), "a@x.test".to_owned())];
         let first = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
-        v.sync().unwrap();
+        v.sync(0).unwrap();
         let at: i64 = v
             .conn()
             .query_row(&format!("SELECT slot FROM ({ALL_KEYS}) WHERE dek_id = ?1"), [&first[0]], |r| r.get(0))
@@ -1290,7 +1332,7 @@ mod tests {
         let first_a = key_ids(&v.person_keys(&a, false, ring.path()).unwrap());
         assert_ne!(v.open_tx.load(Ordering::SeqCst), 0, "u_a opened the write transaction");
         let first_b = key_ids(&v.person_keys(&b, false, ring.path()).unwrap());
-        v.sync().unwrap();
+        v.sync(0).unwrap();
         assert_eq!(v.merge_staged().unwrap(), 2);
         let at: i64 =
             v.conn().query_row("SELECT slot FROM person_keys WHERE dek_id = ?1", [&first_b[0]], |r| r.get(0)).unwrap();
@@ -1301,6 +1343,38 @@ mod tests {
         assert!(
             matches!(&again.reveal(&["u_b".into()], ring.path()).unwrap()[0], Revealed::Identity(i) if i == "b@x.test")
         );
+    }
+
+    /// When SQLite rolls back the shared write transaction (as after a full
+    /// disk), a file that may have used its keys fails at sync instead of
+    /// publishing tokens whose keys are gone; a file begun after the loss
+    /// syncs. The transaction begun after the loss reads the main table
+    /// again: a slot taken there meanwhile is not taken twice.
+    #[test]
+    fn keys_lost_to_a_rolled_back_transaction_fail_the_files_that_may_use_them() {
+        let (_dir, ring, _path, v) = new_vault("vault.sqlite");
+        let a = vec![("u_a".to_owned(), "a@x.test".to_owned())];
+        let b = vec![("u_b".to_owned(), "b@x.test".to_owned())];
+        let c = vec![("u_c".to_owned(), "c@x.test".to_owned())];
+        let file_1 = v.mark();
+        v.person_keys(&a, false, ring.path()).unwrap();
+        v.conn().execute_batch("ROLLBACK").unwrap();
+        // Another writer takes u_b's first slot after the rollback.
+        let s = Slot::of("u_b");
+        v.conn()
+            .execute(
+                "INSERT INTO person_keys VALUES (?1, ?2, '00000000000000f1', 'k0', x'00', x'00', 0)",
+                rusqlite::params![s.base, s.tag ^ 1],
+            )
+            .unwrap();
+        v.person_keys(&b, false, ring.path()).unwrap();
+        assert!(matches!(v.sync(file_1), Err(VaultError::KeysLost(_))), "file 1 may have used u_a's lost key");
+        let file_2 = v.mark();
+        v.person_keys(&c, false, ring.path()).unwrap();
+        v.sync(file_2).unwrap();
+        assert_eq!(v.merge_staged().unwrap(), 2, "u_b and u_c; u_a's key was lost");
+        let at: i64 = v.conn().query_row("SELECT slot FROM person_keys WHERE tag = ?1", [s.tag], |r| r.get(0)).unwrap();
+        assert_eq!(at, s.base + 1);
     }
 
     /// A version 1 vault (one `persons` table keyed by pseudonym) is moved
@@ -1353,7 +1427,7 @@ mod tests {
         let (dir, ring, path, v) = new_vault("vault.sqlite");
         let persons = numbered_persons(n);
         let ids = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
-        v.sync().unwrap();
+        v.sync(0).unwrap();
         if merged {
             v.merge_staged().unwrap();
         }
@@ -1400,7 +1474,7 @@ mod tests {
         assert_eq!(v.merge_staged().unwrap(), 100);
         assert_eq!(counts(&v), (100, 0));
         let more = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
-        v.sync().unwrap();
+        v.sync(0).unwrap();
         assert_eq!(more[..100], ids[..], "merged keys are the same keys");
         assert_eq!(counts(&v), (100, 100));
         let fresh = Vault::open(&path, &ring, false, None).unwrap();
@@ -1449,7 +1523,7 @@ mod tests {
             assert!(matches!(keys[0], PersonKey::Key(_)));
         });
         assert!(started.elapsed() >= std::time::Duration::from_millis(1400), "{:?}", started.elapsed());
-        v.sync().unwrap();
+        v.sync(0).unwrap();
         assert_eq!(counts(&v), (0, 2));
         // It gives up after LOCK_WAIT_SECONDS.
         let limit = i32::try_from(LOCK_WAIT_SECONDS * 1000 / LOCK_POLL_MS).unwrap();

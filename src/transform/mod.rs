@@ -277,12 +277,19 @@ pub trait PersonKeySource: Send + Sync {
     /// Whatever the store fails with, as text (the file then fails).
     fn person_keys(&self, persons: &[(String, String)]) -> Result<Vec<Option<Arc<DataKey>>>, String>;
 
+    /// A mark to take before a file's first [`PersonKeySource::person_keys`]
+    /// call and give to [`PersonKeySource::sync`] for that file.
+    fn mark(&self) -> u64 {
+        0
+    }
+
     /// Makes every key handed out so far durable (called before an output
-    /// is published).
+    /// is published), and checks that none the file could have used since
+    /// `since` (its [`PersonKeySource::mark`]) was lost.
     ///
     /// # Errors
     /// Whatever the store fails with, as text (nothing is published).
-    fn sync(&self) -> Result<(), String>;
+    fn sync(&self, since: u64) -> Result<(), String>;
 
     /// Housekeeping once a batch of files is done, never while one is in
     /// flight: the key vault merges its staged keys when that is due
