@@ -1280,6 +1280,17 @@ mod tests {
         assert_eq!((s.base, s.tag), (535750867123622334, 2382216213581161841));
     }
 
+    /// Puts another person's key row (tag `tag`, key `dek_id`) in `slot` of
+    /// `person_keys`, committed.
+    fn take_slot(v: &Vault, slot: i64, tag: i64, dek_id: &str) {
+        v.conn()
+            .execute(
+                "INSERT INTO person_keys VALUES (?1, ?2, ?3, 'k0', x'00', x'00', 0)",
+                rusqlite::params![slot, tag, dek_id],
+            )
+            .unwrap();
+    }
+
     /// A person whose first slot is taken by someone else takes the next
     /// free one, and look-ups, reveal and forget find the right row.
     #[test]
@@ -1288,12 +1299,7 @@ mod tests {
         let s = Slot::of("u_a");
         // Another person (another tag) in the first two slots of u_a's window.
         for (slot, dek) in [(s.base, "00000000000000f1"), (s.base + 1, "00000000000000f2")] {
-            v.conn()
-                .execute(
-                    "INSERT INTO person_keys VALUES (?1, ?2, ?3, 'k0', x'00', x'00', 0)",
-                    rusqlite::params![slot, s.tag ^ 1, dek],
-                )
-                .unwrap();
+            take_slot(&v, slot, s.tag ^ 1, dek);
         }
         let persons = vec![("u_a".to_owned(), "a@x.test".to_owned())];
         let first = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
@@ -1321,12 +1327,7 @@ mod tests {
     fn a_slot_taken_in_the_main_table_is_skipped_inside_an_open_transaction() {
         let (_dir, ring, path, v) = new_vault("vault.sqlite");
         let s = Slot::of("u_b");
-        v.conn()
-            .execute(
-                "INSERT INTO person_keys VALUES (?1, ?2, '00000000000000f1', 'k0', x'00', x'00', 0)",
-                rusqlite::params![s.base, s.tag ^ 1],
-            )
-            .unwrap();
+        take_slot(&v, s.base, s.tag ^ 1, "00000000000000f1");
         let a = vec![("u_a".to_owned(), "a@x.test".to_owned())];
         let b = vec![("u_b".to_owned(), "b@x.test".to_owned())];
         let first_a = key_ids(&v.person_keys(&a, false, ring.path()).unwrap());
@@ -1361,12 +1362,7 @@ mod tests {
         v.conn().execute_batch("ROLLBACK").unwrap();
         // Another writer takes u_b's first slot after the rollback.
         let s = Slot::of("u_b");
-        v.conn()
-            .execute(
-                "INSERT INTO person_keys VALUES (?1, ?2, '00000000000000f1', 'k0', x'00', x'00', 0)",
-                rusqlite::params![s.base, s.tag ^ 1],
-            )
-            .unwrap();
+        take_slot(&v, s.base, s.tag ^ 1, "00000000000000f1");
         v.person_keys(&b, false, ring.path()).unwrap();
         assert!(matches!(v.sync(file_1), Err(VaultError::KeysLost(_))), "file 1 may have used u_a's lost key");
         let file_2 = v.mark();
