@@ -539,6 +539,8 @@ impl Vault {
     pub fn merge_staged(&self) -> Result<usize, VaultError> {
         let err = sql_err(&self.path);
         let mut conn = self.conn();
+        // Never inside the transaction of new persons: `person_keys` relies
+        // on that transaction writing no `person_keys` rows.
         self.commit_open(&conn)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
         let n: i64 = tx.query_row("SELECT count(*) FROM person_keys_staged", [], |r| r.get(0)).map_err(&err)?;
