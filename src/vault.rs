@@ -477,23 +477,41 @@ impl Vault {
     }
 
     /// A mark to take before a file's first look-up and give to
-    /// [`Vault::sync`]: every write transaction that can hold the file's new
-    /// keys has a number at least this.
+    /// [`Vault::sync`]: the number of the first write transaction of new
+    /// persons that can hold the file's keys (the open one, else the next).
     pub fn mark(&self) -> u64 {
-        self.tx_seq.load(Ordering::SeqCst)
+        let conn = self.conn();
+        self.note_rolled_back(&conn);
+        match self.open_tx.load(Ordering::SeqCst) {
+            0 => self.tx_seq.load(Ordering::SeqCst) + 1,
+            open => open,
+        }
+    }
+
+    /// Notes the writer's transaction of new persons as lost when SQLite
+    /// rolled it back: the connection is back in autocommit mode while the
+    /// transaction is still noted as open.
+    fn note_rolled_back(&self, conn: &Connection) {
+        if conn.is_autocommit() {
+            let stale = self.open_tx.swap(0, Ordering::SeqCst);
+            if stale != 0 {
+                self.lost_tx.fetch_max(stale, Ordering::SeqCst);
+                self.pending.store(0, Ordering::Relaxed);
+                // The cache may hold keys made in it.
+                self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            }
+        }
     }
 
     /// Commits the writer's open transaction of new persons, if any. Notes
     /// it as lost when SQLite rolled it back (then there is nothing to
     /// commit) or the commit failed and rolled it back.
     fn commit_open(&self, conn: &Connection) -> Result<(), VaultError> {
-        let open = self.open_tx.swap(0, Ordering::SeqCst);
+        self.note_rolled_back(conn);
         if conn.is_autocommit() {
-            if open != 0 {
-                self.lost_tx.fetch_max(open, Ordering::SeqCst);
-            }
             return Ok(());
         }
+        let open = self.open_tx.swap(0, Ordering::SeqCst);
         if let Err(e) = conn.execute_batch("COMMIT") {
             if conn.is_autocommit() {
                 self.lost_tx.fetch_max(open, Ordering::SeqCst);
@@ -635,6 +653,8 @@ impl Vault {
             fresh_cache.push((wanted[i].0, key.clone()));
             keys[i] = Some(PersonKey::Key(key));
         }
+        // The number of the write transaction the chunk's new keys go into.
+        let mut made_in = 0;
         // 2. The rest: forgotten, or new. One write transaction.
         let missing: Vec<usize> = (0..wanted.len()).filter(|i| keys[*i].is_none()).collect();
         if !missing.is_empty() {
@@ -659,15 +679,11 @@ impl Vault {
             }
             let conn = self.conn();
             if conn.is_autocommit() {
-                // A transaction still noted as open was rolled back by SQLite.
-                let stale = self.open_tx.swap(0, Ordering::SeqCst);
-                if stale != 0 {
-                    self.lost_tx.fetch_max(stale, Ordering::SeqCst);
-                    self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
-                }
+                self.note_rolled_back(&conn);
                 conn.execute_batch("BEGIN IMMEDIATE").map_err(&err)?;
                 self.open_tx.store(self.tx_seq.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
             }
+            made_in = self.open_tx.load(Ordering::SeqCst);
             let tx = &*conn;
             // Another worker (in the open transaction, which the readers do
             // not see) or another process may have added some meanwhile.
@@ -726,6 +742,12 @@ impl Vault {
         }
         if !fresh_cache.is_empty() {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            // Keys made in a transaction since noted as lost stay out (a file
+            // whose mark is past it would sync); under the cache lock, so a
+            // loss noted meanwhile has cleared the cache already.
+            if made_in != 0 && self.lost_tx.load(Ordering::SeqCst) >= made_in {
+                fresh_cache.clear();
+            }
             if cache.len() + fresh_cache.len() > CACHE_KEYS {
                 cache.clear();
             }
@@ -1351,8 +1373,9 @@ mod tests {
     /// When SQLite rolls back the shared write transaction (as after a full
     /// disk), a file that may have used its keys fails at sync instead of
     /// publishing tokens whose keys are gone; a file begun after the loss
-    /// syncs. The transaction begun after the loss reads the main table
-    /// again: a slot taken there meanwhile is not taken twice.
+    /// syncs, also when no transaction was begun in between, and gets no
+    /// lost key from the cache. The transaction begun after the loss reads
+    /// the main table again: a slot taken there meanwhile is not taken twice.
     #[test]
     fn keys_lost_to_a_rolled_back_transaction_fail_the_files_that_may_use_them() {
         let (_dir, ring, _path, v) = new_vault("vault.sqlite");
@@ -1370,7 +1393,20 @@ mod tests {
         let file_2 = v.mark();
         v.person_keys(&c, false, ring.path()).unwrap();
         v.sync(file_2).unwrap();
-        assert_eq!(v.merge_staged().unwrap(), 2, "u_b and u_c; u_a's key was lost");
+        // A loss found at sync, with no transaction begun since: a later
+        // file's keys go into the next one, so it syncs.
+        let d = vec![("u_d".to_owned(), "d@x.test".to_owned())];
+        let file_3 = v.mark();
+        v.person_keys(&d, false, ring.path()).unwrap();
+        v.conn().execute_batch("ROLLBACK").unwrap();
+        assert!(matches!(v.sync(file_3), Err(VaultError::KeysLost(_))));
+        let file_4 = v.mark();
+        v.person_keys(&c, false, ring.path()).unwrap();
+        v.sync(file_4).unwrap();
+        let file_5 = v.mark();
+        v.person_keys(&d, false, ring.path()).unwrap();
+        v.sync(file_5).unwrap();
+        assert_eq!(v.merge_staged().unwrap(), 3, "u_b, u_c and u_d's second key; u_a's key was lost");
         let at: i64 = v.conn().query_row("SELECT slot FROM person_keys WHERE tag = ?1", [s.tag], |r| r.get(0)).unwrap();
         assert_eq!(at, s.base + 1);
     }
