@@ -495,12 +495,17 @@ impl Vault {
         if conn.is_autocommit() {
             let stale = self.open_tx.swap(0, Ordering::SeqCst);
             if stale != 0 {
-                self.lost_tx.fetch_max(stale, Ordering::SeqCst);
-                self.pending.store(0, Ordering::Relaxed);
-                // The cache may hold keys made in it.
-                self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                self.lose(stale);
             }
         }
+    }
+
+    /// Records that write transaction `tx` of new persons was rolled back,
+    /// and drops the cached keys, which may include keys made in it.
+    fn lose(&self, tx: u64) {
+        self.lost_tx.fetch_max(tx, Ordering::SeqCst);
+        self.pending.store(0, Ordering::Relaxed);
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Commits the writer's open transaction of new persons, if any. Notes
@@ -514,7 +519,7 @@ impl Vault {
         let open = self.open_tx.swap(0, Ordering::SeqCst);
         if let Err(e) = conn.execute_batch("COMMIT") {
             if conn.is_autocommit() {
-                self.lost_tx.fetch_max(open, Ordering::SeqCst);
+                self.lose(open);
             } else {
                 self.open_tx.store(open, Ordering::SeqCst);
             }
