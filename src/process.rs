@@ -289,7 +289,7 @@ fn run<'scope, 'env>(
     }
 
     if let Some(persons) = &ctx.persons {
-        persons.sync(vault_mark).map_err(|e| (FileStatus::Error, format!("key vault: {e}")))?;
+        persons.sync(vault_mark).map_err(|e| (FileStatus::Error, e))?;
     }
     if let Some(hook) = before_publish {
         hook(&names, &outcome.columns).map_err(|e| (FileStatus::Error, e))?;
