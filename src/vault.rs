@@ -75,7 +75,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -281,7 +281,7 @@ pub struct Vault {
     retired_file: Option<PathBuf>,
     cache: Mutex<foldhash::HashMap<Slot, Arc<DataKey>>>,
     /// Chunks written in the open write transaction (under the connection lock).
-    pending: std::sync::atomic::AtomicUsize,
+    pending: AtomicUsize,
     /// The number of the writer's open write transaction of new persons, 0
     /// when none is open; set under the connection lock. See
     /// [`Vault::person_keys`].
@@ -373,7 +373,7 @@ impl Vault {
             active: (aid.clone(), akek.clone()),
             retired_file,
             cache: Mutex::new(foldhash::HashMap::default()),
-            pending: std::sync::atomic::AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
             open_tx: AtomicU64::new(0),
             tx_seq: AtomicU64::new(0),
             lost_tx: AtomicU64::new(0),
@@ -525,7 +525,7 @@ impl Vault {
             }
             return Err(sql_err(&self.path)(e));
         }
-        self.pending.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.pending.store(0, Ordering::Relaxed);
         Ok(())
     }
 
@@ -692,7 +692,7 @@ impl Vault {
             let tx = &*conn;
             // Another worker (in the open transaction, which the readers do
             // not see) or another process may have added some meanwhile.
-            let main_as_seen = tx_before != 0 && tx_before == self.open_tx.load(Ordering::SeqCst);
+            let main_as_seen = tx_before != 0 && tx_before == made_in;
             let mut raced = Vec::new();
             {
                 let mut window =
@@ -736,7 +736,7 @@ impl Vault {
                     keys[i] = Some(PersonKey::Key(key));
                 }
             }
-            let n = self.pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let n = self.pending.fetch_add(1, Ordering::Relaxed) + 1;
             if n >= CHUNKS_PER_COMMIT {
                 self.commit_open(&conn)?;
             }
