@@ -79,7 +79,7 @@ pub enum Command {
         /// Configuration file (TOML).
         #[arg(long, short = 'c')]
         config: PathBuf,
-        /// Output folder (default: the configured [sink] path).
+        /// Output folder (default: the configured `[sink] path`).
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
         /// Worker threads (default: all cores).
@@ -160,7 +160,7 @@ pub enum Command {
     /// every token of theirs, in every file already uploaded, no longer
     /// decrypts. Logged with their pseudonyms.
     Forget {
-        /// Configuration file (TOML) with [keys] dek_scope = "identity".
+        /// Configuration file (TOML) with `[keys] dek_scope = "identity"`.
         #[arg(long, short = 'c')]
         config: PathBuf,
         /// An identity as the data subject gave it (normalized like the
@@ -181,7 +181,7 @@ pub enum Command {
     },
     /// Print the identity behind pseudonyms (per-person keys). Logged.
     Reveal {
-        /// Configuration file (TOML) with [keys] dek_scope = "identity".
+        /// Configuration file (TOML) with `[keys] dek_scope = "identity"`.
         #[arg(long, short = 'c')]
         config: PathBuf,
         /// Why (recorded in the access log).
