@@ -1,9 +1,13 @@
 //! The streaming engine: reads CSV records in chunks, transforms chunks on
 //! the rayon pool, and writes them back in input order.
 //!
-//! Memory is bounded by `max_in_flight` chunks of `chunk_rows` records each,
-//! whatever the file size. The calling thread parses and writes; the pool
-//! transforms. Input and output are hashed (SHA-256) as they stream.
+//! Memory is bounded by `max_in_flight` chunks of `chunk_rows` records each
+//! being read or transformed, as many transformed chunks queued for the
+//! output writer, and a bounded pool of spent output buffers, whatever the
+//! file size. The calling thread parses and places chunks in order, the pool
+//! transforms, and a writer thread writes (with `sequential`, the calling
+//! thread does everything). Input and output are hashed (SHA-256) as they
+//! stream.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -44,9 +48,8 @@ pub struct EngineOptions {
     /// Records per chunk (default 1,000: balances 2 cores better than 10,000).
     pub chunk_rows: usize,
     /// Chunks read but not yet written, and transformed chunks queued for
-    /// the output writer (bounds memory; default 8: 16 gave no more speed
-    /// on 2 cores, locally or over SFTP, and held about 14 MB more at 1M
-    /// rows, up to 20 MB more when the writer stalled on a long file).
+    /// the output writer (bounds memory; default 8: 16 gave no more speed on
+    /// 2 cores, locally or over SFTP; see docs/PERFORMANCE.md).
     pub max_in_flight: usize,
     /// Values a data key may encrypt before a new one is rolled.
     pub values_per_dek: u64,
@@ -241,16 +244,51 @@ enum Msg<W> {
     Part(W),
 }
 
+/// Largest output buffer kept for reuse, in bytes of capacity: a chunk of
+/// 1,000 rows of about 230 bytes makes about 0.6 MB of output; a buffer that
+/// grew for a chunk of much longer rows is freed, not kept.
+const MAX_REUSED_BUFFER: usize = 4 << 20;
+
+/// Output buffers the writer has written, kept for later chunks' output so
+/// that each chunk does not grow a fresh buffer (reallocations and
+/// zero-filled pages). At most `max` buffers of at most
+/// [`MAX_REUSED_BUFFER`] bytes each are kept; others are freed.
+#[derive(Clone)]
+struct SpentBuffers {
+    tx: crossbeam_channel::Sender<Vec<u8>>,
+    rx: crossbeam_channel::Receiver<Vec<u8>>,
+}
+
+impl SpentBuffers {
+    fn new(max: usize) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(max.max(1));
+        Self { tx, rx }
+    }
+
+    /// Keeps `b` for reuse when the pool has room and `b` is not oversized;
+    /// frees it otherwise. Never blocks.
+    fn give(&self, b: Vec<u8>) {
+        if b.capacity() <= MAX_REUSED_BUFFER {
+            let _ = self.tx.try_send(b);
+        }
+    }
+
+    /// A kept buffer (not cleared), or a new empty one.
+    fn take(&self) -> Vec<u8> {
+        self.rx.try_recv().unwrap_or_default()
+    }
+}
+
 /// Owns the part being written and the finished ones (output writer side).
 struct PartWriter<W: Write> {
     current: Option<HashingWriter<io::BufWriter<W>>>,
     done: Vec<(W, u64, String)>,
-    /// Where written buffers go back to, for the next chunks' output.
-    spent: crossbeam_channel::Sender<Vec<u8>>,
+    /// Where written buffers go, for later chunks' output.
+    spent: SpentBuffers,
 }
 
 impl<W: Write> PartWriter<W> {
-    fn new(spent: crossbeam_channel::Sender<Vec<u8>>) -> Self {
+    fn new(spent: SpentBuffers) -> Self {
         Self { current: None, done: Vec::new(), spent }
     }
 
@@ -259,8 +297,7 @@ impl<W: Write> PartWriter<W> {
             Msg::Bytes(b) => match self.current.as_mut() {
                 Some(out) => {
                     out.write_all(&b)?;
-                    // The reading side may be gone; the buffer is then dropped.
-                    let _ = self.spent.send(b);
+                    self.spent.give(b);
                     Ok(())
                 }
                 None => Err(io::Error::other("no output part is open")),
@@ -444,9 +481,10 @@ pub fn process_stream<W: Write + Send>(
         parts: vec![PartMeta { rows: 0, data_keys: vec![first_rec] }],
     };
     let first_output = open_output(1, ks.key.id()).map_err(EngineError::Open)?;
-    // Output buffers the writer is done with, for the next chunks.
-    let (spent_tx, spent_rx) = crossbeam_channel::unbounded::<Vec<u8>>();
-    let mut part_writer = PartWriter::new(spent_tx);
+    // Output buffers the writer is done with, for later chunks: as many as
+    // can be in use at once (chunks in flight, queued, and being written).
+    let spent = SpentBuffers::new(2 * opts.max_in_flight + 1);
+    let mut part_writer = PartWriter::new(spent.clone());
     part_writer.handle(Msg::Part(first_output)).map_err(EngineError::Write)?;
     part_writer.handle(Msg::Bytes(header_bytes.clone())).map_err(EngineError::Write)?;
 
@@ -524,7 +562,7 @@ pub fn process_stream<W: Write + Send>(
                     }
                     ks.reserve(n as u64 * encrypt_cols)?;
                     let (key, part) = (ks.key.clone(), ks.part);
-                    let bytes = spent_rx.try_recv().unwrap_or_default();
+                    let bytes = spent.take();
                     if opts.sequential {
                         let result = transformer.transform_chunk_into(&chunk, &key, bytes);
                         pending.insert(next_read, (result, chunk, part, key));
@@ -648,9 +686,9 @@ fn place<W>(
     emit: &mut impl FnMut(Msg<W>) -> Result<(), EngineError>,
 ) -> Result<(), EngineError> {
     let mut records = records;
-    let again = |ks: &mut KeyState<'_>, records: &[ByteRecord]| -> Result<Placed, EngineError> {
+    let again = |ks: &mut KeyState<'_>, records: &[ByteRecord], bytes: Vec<u8>| -> Result<Placed, EngineError> {
         ks.reserve(records.len() as u64 * encrypt_cols)?;
-        let mut out = transformer.transform_chunk(records, &ks.key);
+        let mut out = transformer.transform_chunk_into(records, &ks.key, bytes);
         if let Some(e) = out.error.take() {
             return Err(EngineError::Key(e));
         }
@@ -658,7 +696,7 @@ fn place<W>(
     };
     if chunk.part != ks.part {
         // Encrypted under an earlier part's key before that part was cut.
-        chunk = again(ks, records)?;
+        chunk = again(ks, records, std::mem::take(&mut chunk.bytes))?;
     }
     loop {
         if chunk.rows == 0 {
@@ -711,7 +749,7 @@ fn place<W>(
         ks.part_bytes = header.len() as u64;
         let own = ks.key.clone();
         ks.used(&own);
-        chunk = again(ks, records)?;
+        chunk = again(ks, records, std::mem::take(&mut chunk.bytes))?;
     }
 }
 
@@ -838,6 +876,23 @@ action = "encrypt"
 [[schema.columns]]
 name = "n"
 "#;
+
+    /// The pool of spent output buffers keeps at most its number of buffers
+    /// and none above [`MAX_REUSED_BUFFER`], so cutting many parts (each
+    /// adds a header buffer and a split one) cannot grow it.
+    #[test]
+    fn spent_buffers_are_bounded_in_number_and_size() {
+        let pool = SpentBuffers::new(3);
+        for _ in 0..5 {
+            pool.give(Vec::with_capacity(1024));
+        }
+        let kept: Vec<usize> = (0..5).map(|_| pool.take().capacity()).collect();
+        assert_eq!(kept, [1024, 1024, 1024, 0, 0]);
+        pool.give(Vec::with_capacity(MAX_REUSED_BUFFER + 1));
+        assert_eq!(pool.take().capacity(), 0, "an oversized buffer is freed");
+        pool.give(Vec::with_capacity(MAX_REUSED_BUFFER));
+        assert_eq!(pool.take().capacity(), MAX_REUSED_BUFFER);
+    }
 
     /// A data key encrypts at most `values_per_dek` values; a longer file rolls
     /// over to fresh keys as it goes, and every token names the key that
