@@ -564,12 +564,12 @@ pub fn process_stream<W: Write + Send>(
                     let (key, part) = (ks.key.clone(), ks.part);
                     let bytes = spent.take();
                     if opts.sequential {
-                        let result = transformer.transform_chunk_into(&chunk, &key, bytes);
+                        let result = transformer.transform_chunk(&chunk, &key, bytes);
                         pending.insert(next_read, (result, chunk, part, key));
                     } else {
                         let (t, tx, seq) = (transformer.clone(), tx.clone(), next_read);
                         job.pool.spawn(move || {
-                            let result = t.transform_chunk_into(&chunk, &key, bytes);
+                            let result = t.transform_chunk(&chunk, &key, bytes);
                             let _ = tx.send((seq, result, chunk, part, key));
                         });
                         in_flight += 1;
@@ -688,7 +688,7 @@ fn place<W>(
     let mut records = records;
     let again = |ks: &mut KeyState<'_>, records: &[ByteRecord], bytes: Vec<u8>| -> Result<Placed, EngineError> {
         ks.reserve(records.len() as u64 * encrypt_cols)?;
-        let mut out = transformer.transform_chunk_into(records, &ks.key, bytes);
+        let mut out = transformer.transform_chunk(records, &ks.key, bytes);
         if let Some(e) = out.error.take() {
             return Err(EngineError::Key(e));
         }

@@ -471,16 +471,11 @@ impl Transformer {
         &self.plan
     }
 
-    /// Transforms `records` with data key `key`.
-    pub fn transform_chunk(&self, records: &[ByteRecord], key: &DataKey) -> ChunkOutput {
-        self.transform_chunk_into(records, key, Vec::new())
-    }
-
-    /// [`Transformer::transform_chunk`], writing the output CSV into
-    /// `bytes` (cleared first), so that a spent chunk's buffer can be used
-    /// again: a chunk of 1,000 bench rows is about 0.6 MB of output, and a
-    /// fresh buffer for each costs reallocations and zero-filled pages.
-    pub fn transform_chunk_into(&self, records: &[ByteRecord], key: &DataKey, mut bytes: Vec<u8>) -> ChunkOutput {
+    /// Transforms `records` with data key `key`, writing the output CSV
+    /// into `bytes` (cleared first; pass `Vec::new()` or a spent chunk's
+    /// buffer: a chunk of 1,000 bench rows is about 0.6 MB of output, and a
+    /// fresh buffer for each costs reallocations and zero-filled pages).
+    pub fn transform_chunk(&self, records: &[ByteRecord], key: &DataKey, mut bytes: Vec<u8>) -> ChunkOutput {
         bytes.clear();
         bytes.reserve(records.len() * 256);
         let mut out = ChunkOutput { bytes, ..Default::default() };
@@ -502,8 +497,7 @@ impl Transformer {
         if let Some((source, col)) = &self.persons {
             persons.reserve(records.len());
             which.reserve(records.len());
-            for (rec, whole) in records.iter().zip(&wholes) {
-                let whole = *whole;
+            for (rec, &whole) in records.iter().zip(&wholes) {
                 match self.person_of(rec, whole, *col) {
                     Some(p) => {
                         which.push(Some(persons.len()));
