@@ -1,6 +1,6 @@
 //! A local output folder. Files are written as `<name>.<random>.partial`
-//! in the target folder, fsynced, and hard-linked/renamed into place with
-//! no-clobber semantics.
+//! in the target folder, fsynced and closed when finished, and
+//! hard-linked/renamed into place with no-clobber semantics.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -23,36 +23,76 @@ impl LocalSink {
 }
 
 struct LocalPending {
-    tmp: tempfile::NamedTempFile,
-    writer: io::BufWriter<std::fs::File>,
+    state: LocalState,
     final_path: PathBuf,
+}
+
+/// A local output before and after [`PendingOutput::finish`].
+enum LocalState {
+    /// Being written.
+    Open(io::BufWriter<tempfile::NamedTempFile>),
+    /// Written and synced; only the temporary name is held (no descriptor).
+    Finished(tempfile::TempPath),
+    /// Between the two, or after a failed finish (the file is removed).
+    Gone,
+}
+
+fn finished_error() -> io::Error {
+    io::Error::other("the output was already finished")
 }
 
 impl Write for LocalPending {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer.write(buf)
+        match &mut self.state {
+            LocalState::Open(w) => w.write(buf),
+            _ => Err(finished_error()),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
+        match &mut self.state {
+            LocalState::Open(w) => w.flush(),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl LocalPending {
+    fn io_err(&self, op: &'static str, source: io::Error) -> SinkError {
+        SinkError::Io { op, target: self.final_path.display().to_string(), source }
+    }
+
+    /// Finishes the file if it is open (flush, fsync, close) and takes its
+    /// temporary name.
+    fn take_finished(&mut self) -> Result<tempfile::TempPath, SinkError> {
+        match std::mem::replace(&mut self.state, LocalState::Gone) {
+            LocalState::Open(w) => {
+                let tmp = w.into_inner().map_err(|e| self.io_err("writing", e.into_error()))?;
+                tmp.as_file().sync_all().map_err(|e| self.io_err("syncing", e))?;
+                Ok(tmp.into_temp_path())
+            }
+            LocalState::Finished(path) => Ok(path),
+            LocalState::Gone => Err(self.io_err("writing", finished_error())),
+        }
     }
 }
 
 impl PendingOutput for LocalPending {
-    fn commit(self: Box<Self>) -> Result<String, SinkError> {
-        let this = *self;
-        let target = this.final_path.display().to_string();
-        let io_err = |op, source| SinkError::Io { op, target: target.clone(), source };
-        let file = this.writer.into_inner().map_err(|e| io_err("writing", e.into_error()))?;
-        file.sync_all().map_err(|e| io_err("syncing", e))?;
-        drop(file);
-        this.tmp.persist_noclobber(&this.final_path).map_err(|e| {
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.state = LocalState::Finished(self.take_finished()?);
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<String, SinkError> {
+        let path = self.take_finished()?;
+        let target = self.final_path.display().to_string();
+        path.persist_noclobber(&self.final_path).map_err(|e| {
             if e.error.kind() == io::ErrorKind::AlreadyExists {
                 SinkError::Exists(target.clone())
             } else {
-                io_err("publishing", e.error)
+                self.io_err("publishing", e.error)
             }
         })?;
-        if let Some(dir) = this.final_path.parent() {
+        if let Some(dir) = self.final_path.parent() {
             if let Ok(d) = std::fs::File::open(dir) {
                 let _ = d.sync_all();
             }
@@ -76,8 +116,8 @@ impl Sink for LocalSink {
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
             .tempfile_in(&self.dir)
             .map_err(|e| io_err("creating temporary file in", e))?;
-        let file = tmp.reopen().map_err(|e| io_err("opening temporary file in", e))?;
-        Ok(Box::new(LocalPending { tmp, writer: io::BufWriter::with_capacity(256 * 1024, file), final_path }))
+        let state = LocalState::Open(io::BufWriter::with_capacity(256 * 1024, tmp));
+        Ok(Box::new(LocalPending { state, final_path }))
     }
 
     fn exists(&self, name: &str) -> Result<bool, SinkError> {
@@ -126,5 +166,38 @@ mod tests {
             std::fs::read_dir(dir.path().join("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(matches!(sink.create("a.csv"), Err(SinkError::Exists(_))));
+    }
+
+    fn open_descriptors() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    /// A finished output holds no descriptor, refuses writes, and is still
+    /// published by commit or removed by drop.
+    #[test]
+    fn finish_closes_the_file_and_keeps_it_unpublished() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(dir.path().to_owned());
+        let before = open_descriptors();
+        let mut outputs = Vec::new();
+        for i in 0..50 {
+            let mut p = sink.create(&format!("{i}.csv")).unwrap();
+            p.write_all(format!("{i}\n").as_bytes()).unwrap();
+            p.finish().unwrap();
+            p.finish().unwrap();
+            assert!(p.write_all(b"more").is_err());
+            outputs.push(p);
+        }
+        // Other tests' threads open files too; 50 open outputs would add 50.
+        assert!(open_descriptors() < before + 25, "{before} → {}", open_descriptors());
+        assert!(!dir.path().join("0.csv").exists());
+        let last = outputs.pop().unwrap();
+        drop(last);
+        for p in outputs {
+            p.commit().unwrap();
+        }
+        assert_eq!(std::fs::read(dir.path().join("7.csv")).unwrap(), b"7\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 49, "{names:?}");
     }
 }

@@ -1,6 +1,9 @@
 //! Where outputs go. A [`Sink`] hands out [`PendingOutput`]s that are
 //! written under a temporary name and appear under their final name only
 //! on [`PendingOutput::commit`]; dropping one uncommitted removes it.
+//! [`PendingOutput::finish`] ends the writing before the commit, so a file
+//! cut into many parts holds no descriptor, connection or thread per
+//! finished part while the rest are written.
 
 pub mod local;
 pub mod pgp;
@@ -28,8 +31,18 @@ pub enum SinkError {
 
 /// An output being written.
 pub trait PendingOutput: Write + Send {
-    /// Flushes, makes durable and renames into place. Returns the final
-    /// location (path or URL-like text).
+    /// Ends the writing: flushes, makes the bytes durable, and lets go of
+    /// what only writing needs (a local file's descriptor and write buffer,
+    /// an SFTP connection, an OpenPGP encrypting thread). The output stays
+    /// unpublished until [`commit`](Self::commit) and is still removed when
+    /// dropped. Writes after it fail; calling it again does nothing.
+    ///
+    /// # Errors
+    /// [`SinkError`] when a write, the sync or (SFTP) the size check fails.
+    fn finish(&mut self) -> Result<(), SinkError>;
+
+    /// [`finish`](Self::finish)es if that was not done, then renames into
+    /// place. Returns the final location (path or URL-like text).
     ///
     /// # Errors
     /// [`SinkError`]; the temporary file is removed.

@@ -140,7 +140,13 @@ impl Recipient {
                 .map_err(|e| format!("OpenPGP: {e}"))?;
             Ok(inner)
         });
-        Box::new(PgpOutput { tx: Some(tx), buf: Vec::with_capacity(CHUNK), handle: Some(handle), complete })
+        Box::new(PgpOutput {
+            tx: Some(tx),
+            buf: Vec::with_capacity(CHUNK),
+            handle: Some(handle),
+            complete,
+            finished: None,
+        })
     }
 }
 
@@ -150,6 +156,9 @@ struct PgpOutput<'scope, 'env> {
     buf: Vec<u8>,
     handle: Option<ScopedJoinHandle<'scope, Result<Box<dyn PendingOutput + 'env>, String>>>,
     complete: Arc<AtomicBool>,
+    /// After [`PendingOutput::finish`]: the encrypted output, itself
+    /// finished; the encrypting thread has ended.
+    finished: Option<Box<dyn PendingOutput + 'env>>,
 }
 
 impl PgpOutput<'_, '_> {
@@ -177,6 +186,9 @@ impl PgpOutput<'_, '_> {
 
 impl Write for PgpOutput<'_, '_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.tx.is_none() {
+            return Err(io::Error::other("the output was already finished"));
+        }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= CHUNK {
             self.send()?;
@@ -189,18 +201,36 @@ impl Write for PgpOutput<'_, '_> {
 }
 
 impl PendingOutput for PgpOutput<'_, '_> {
-    fn commit(mut self: Box<Self>) -> Result<String, SinkError> {
+    fn finish(&mut self) -> Result<(), SinkError> {
         let err = |e: String| SinkError::Io {
             op: "encrypting",
             target: "OpenPGP output".into(),
             source: io::Error::other(e),
         };
+        if self.finished.is_some() {
+            return Ok(());
+        }
         self.send().map_err(|e| err(e.to_string()))?;
+        self.buf = Vec::new();
         self.complete.store(true, Ordering::SeqCst);
         drop(self.tx.take());
-        let handle = self.handle.take().ok_or_else(|| err("already committed".into()))?;
-        let inner = handle.join().map_err(|_| err("the OpenPGP thread panicked".into()))?.map_err(err)?;
-        inner.commit()
+        let handle = self.handle.take().ok_or_else(|| err("the output was already finished".into()))?;
+        let mut inner = handle.join().map_err(|_| err("the OpenPGP thread panicked".into()))?.map_err(err)?;
+        inner.finish()?;
+        self.finished = Some(inner);
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<String, SinkError> {
+        self.finish()?;
+        match self.finished.take() {
+            Some(inner) => inner.commit(),
+            None => Err(SinkError::Io {
+                op: "encrypting",
+                target: "OpenPGP output".into(),
+                source: io::Error::other("the output was not finished"),
+            }),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! An outbox folder on an SFTP server. Each output is written as
-//! `<name>.<random>.partial`, its remote size checked against the bytes
-//! sent, then renamed into place with SSH_FXP_RENAME, which OpenSSH
+//! `<name>.<random>.partial`, closed and its remote size checked against
+//! the bytes sent when finished (its connection then goes back to the
+//! pool), and renamed into place with SSH_FXP_RENAME, which OpenSSH
 //! performs as link + unlink and so never replaces an existing file.
 
 use std::io::{self, Write};
@@ -28,7 +29,10 @@ fn sftp_err(e: crate::sftp::SftpError) -> SinkError {
 }
 
 struct SftpPending<'a> {
-    conn: Pooled<'a>,
+    pool: &'a Pool,
+    /// The connection the file is written on; given back to the pool when
+    /// the file is finished, and taken again (any idle one) to publish it.
+    conn: Option<Pooled<'a>>,
     file: Option<ssh2::File>,
     tmp: String,
     target: String,
@@ -37,16 +41,32 @@ struct SftpPending<'a> {
     endpoint: String,
 }
 
+impl<'a> SftpPending<'a> {
+    fn io_err(&self, op: &'static str, source: io::Error) -> SinkError {
+        SinkError::Io { op, target: crate::sftp::url(&self.endpoint, &self.target), source }
+    }
+
+    /// The connection held while writing, else one from the pool.
+    fn conn(&mut self) -> Result<&mut Pooled<'a>, SinkError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.pool.get().map_err(sftp_err)?);
+        }
+        Ok(self.conn.as_mut().expect("just set"))
+    }
+}
+
 impl Write for SftpPending<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let f = self.file.as_mut().ok_or_else(|| io::Error::other("closed"))?;
+        let f = self.file.as_mut().ok_or_else(|| io::Error::other("the output was already finished"))?;
         match f.write(buf) {
             Ok(n) => {
                 self.written += n as u64;
                 Ok(n)
             }
             Err(e) => {
-                self.conn.mark_broken();
+                if let Some(c) = self.conn.as_mut() {
+                    c.mark_broken();
+                }
                 Err(e)
             }
         }
@@ -60,37 +80,45 @@ impl Write for SftpPending<'_> {
 }
 
 impl PendingOutput for SftpPending<'_> {
-    fn commit(mut self: Box<Self>) -> Result<String, SinkError> {
-        let target = crate::sftp::url(&self.endpoint, &self.target);
-        let io_err = |op, source| SinkError::Io { op, target: target.clone(), source };
-        if let Some(mut f) = self.file.take() {
-            f.flush().map_err(|e| io_err("writing", e))?;
-            // fsync@openssh.com where offered; older servers lack it.
-            let _ = f.fsync();
-            f.close().map_err(|e| io_err("closing", io::Error::other(e.to_string())))?;
-        }
-        let st = self.conn.conn().sftp.stat(Path::new(&self.tmp));
-        let st = st.map_err(|e| io_err("checking", io::Error::other(e.to_string())))?;
+    fn finish(&mut self) -> Result<(), SinkError> {
+        let Some(mut f) = self.file.take() else { return Ok(()) };
+        f.flush().map_err(|e| self.io_err("writing", e))?;
+        // fsync@openssh.com where offered; older servers lack it.
+        let _ = f.fsync();
+        f.close().map_err(|e| self.io_err("closing", io::Error::other(e.to_string())))?;
+        let tmp = self.tmp.clone();
+        let st = self.conn()?.conn().sftp.stat(Path::new(&tmp));
+        let st = st.map_err(|e| self.io_err("checking", io::Error::other(e.to_string())))?;
         if st.size != Some(self.written) {
-            return Err(io_err(
+            return Err(self.io_err(
                 "checking",
                 io::Error::other(format!("remote size {:?} differs from the {} bytes sent", st.size, self.written)),
             ));
         }
-        let r = self.conn.conn().sftp.rename(
-            Path::new(&self.tmp),
-            Path::new(&self.target),
+        // The next part, or another file, may write on this connection.
+        self.conn = None;
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<String, SinkError> {
+        self.finish()?;
+        let (tmp, target) = (self.tmp.clone(), self.target.clone());
+        let url = crate::sftp::url(&self.endpoint, &target);
+        let conn = self.conn()?;
+        let r = conn.conn().sftp.rename(
+            Path::new(&tmp),
+            Path::new(&target),
             Some(ssh2::RenameFlags::ATOMIC | ssh2::RenameFlags::NATIVE),
         );
         if let Err(e) = r {
-            if self.conn.conn().sftp.stat(Path::new(&self.target)).is_ok() {
-                return Err(SinkError::Exists(target));
+            if conn.conn().sftp.stat(Path::new(&target)).is_ok() {
+                return Err(SinkError::Exists(url));
             }
-            let err = self.conn.fail("publishing", &self.tmp, &e);
-            return Err(io_err("publishing", io::Error::other(err.to_string())));
+            let err = conn.fail("publishing", &tmp, &e).to_string();
+            return Err(self.io_err("publishing", io::Error::other(err)));
         }
         self.committed = true;
-        Ok(target)
+        Ok(url)
     }
 }
 
@@ -98,7 +126,10 @@ impl Drop for SftpPending<'_> {
     fn drop(&mut self) {
         if !self.committed {
             self.file.take();
-            let _ = self.conn.conn().sftp.unlink(Path::new(&self.tmp));
+            let tmp = self.tmp.clone();
+            if let Ok(c) = self.conn() {
+                let _ = c.conn().sftp.unlink(Path::new(&tmp));
+            }
         }
     }
 }
@@ -128,7 +159,16 @@ impl Sink for SftpSink<'_> {
             source: io::Error::other(conn.fail("creating", &tmp, &e).to_string()),
         })?;
         let endpoint = self.pool.endpoint();
-        Ok(Box::new(SftpPending { conn, file: Some(f), tmp, target, written: 0, committed: false, endpoint }))
+        Ok(Box::new(SftpPending {
+            pool: self.pool,
+            conn: Some(conn),
+            file: Some(f),
+            tmp,
+            target,
+            written: 0,
+            committed: false,
+            endpoint,
+        }))
     }
 
     fn remove_partials(&self) -> Result<usize, SinkError> {

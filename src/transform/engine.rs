@@ -218,10 +218,43 @@ pub struct FileJob<'a> {
     pub persons: Option<Arc<dyn super::PersonKeySource>>,
 }
 
+/// Where one output part's bytes go.
+///
+/// The engine holds every part of a file until the file is done, since
+/// none may be published before all are written; [`OutputPart::end`] is
+/// called once, after a part's last byte, so that the destination can let
+/// go of what writing needed (a file descriptor, a connection, a thread)
+/// meanwhile.
+pub trait OutputPart: Write + Send {
+    /// The part is complete: flush and release what writing needed.
+    ///
+    /// # Errors
+    /// I/O errors of the flush; the file then fails.
+    fn end(&mut self) -> io::Result<()>;
+}
+
+impl OutputPart for Box<dyn crate::sink::PendingOutput + '_> {
+    fn end(&mut self) -> io::Result<()> {
+        self.finish().map_err(io::Error::other)
+    }
+}
+
+impl OutputPart for Vec<u8> {
+    fn end(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl OutputPart for io::Sink {
+    fn end(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One output part as the engine finished it: the writer `open_output`
-/// returned (flushed), and what went into it.
+/// returned (ended), and what went into it.
 pub struct PartOutput<W> {
-    /// The part's writer, flushed, ready to be committed.
+    /// The part's writer, ended ([`OutputPart::end`]), ready to be committed.
     pub output: W,
     /// 1-based part number.
     pub part: usize,
@@ -280,14 +313,14 @@ impl SpentBuffers {
 }
 
 /// Owns the part being written and the finished ones (output writer side).
-struct PartWriter<W: Write> {
+struct PartWriter<W: OutputPart> {
     current: Option<HashingWriter<io::BufWriter<W>>>,
     done: Vec<(W, u64, String)>,
     /// Where written buffers go, for later chunks' output.
     spent: SpentBuffers,
 }
 
-impl<W: Write> PartWriter<W> {
+impl<W: OutputPart> PartWriter<W> {
     fn new(spent: SpentBuffers) -> Self {
         Self { current: None, done: Vec::new(), spent }
     }
@@ -314,7 +347,8 @@ impl<W: Write> PartWriter<W> {
         if let Some(mut out) = self.current.take() {
             out.flush()?;
             let sha = data_encoding::HEXLOWER.encode(&out.hasher.finalize());
-            let w = out.inner.into_inner().map_err(io::IntoInnerError::into_error)?;
+            let mut w = out.inner.into_inner().map_err(io::IntoInnerError::into_error)?;
+            w.end()?;
             self.done.push((w, out.bytes, sha));
         }
         Ok(())
@@ -407,7 +441,7 @@ fn record_ends(bytes: &[u8]) -> Vec<usize> {
 ///
 /// # Errors
 /// [`EngineError`]; rows that fail are not errors but [`Reject`]s.
-pub fn process_stream<W: Write + Send>(
+pub fn process_stream<W: OutputPart>(
     job: &FileJob<'_>,
     input: impl Read,
     mut open_output: impl FnMut(usize, &crate::crypto::keys::DekId) -> Result<W, String>,

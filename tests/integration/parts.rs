@@ -107,6 +107,31 @@ fn output_over_max_file_bytes_is_cut_into_parts_sequentially() {
     check_parts("1");
 }
 
+/// `rows` rows of about 120 bytes of output each.
+pub fn many_rows(rows: usize) -> String {
+    let mut text = String::from("email,phone,name,city,score,notes\n");
+    for i in 0..rows {
+        text.push_str(&format!("user{i}@example.test,(415) 555-{:04},User {i},Town,{i},\n", i % 10_000));
+    }
+    text
+}
+
+/// A file cut into many more parts than the process may open descriptors:
+/// a finished part holds no descriptor while the others are written.
+#[test]
+fn a_file_cut_into_more_parts_than_open_descriptors_allows_is_published() {
+    let wd = Workdir::new("");
+    with_limit(&wd, 4096);
+    wd.write("inbox/many.csv", many_rows(3000));
+    let run = wd.piigate_with_fd_limit(48, &["process", "--config", "piigate.toml", "inbox/many.csv"]);
+    run.expect_ok();
+    let names = parts(&wd);
+    assert!(names.len() > 100, "{} parts", names.len());
+    let rows: usize = names.iter().map(|n| csv_rows(&wd.read(&format!("outbox/{n}"))).len() - 1).sum();
+    assert_eq!(rows, 3000);
+    assert!(!wd.list("outbox").iter().any(|n| n.ends_with(".partial")));
+}
+
 #[test]
 fn a_row_larger_than_a_part_fails_the_file_with_its_line_and_no_output() {
     let wd = Workdir::new("");

@@ -128,6 +128,25 @@ fn encrypted_parts_to_an_rsa_key_decrypt_with_gnupg() {
     encrypted_parts_decrypt_with_gnupg("rsa2048", "cert,sign,encr");
 }
 
+/// Encrypted parts past the descriptor limit: a finished part's encrypting
+/// thread has ended and its file is closed while later parts are written.
+#[test]
+fn a_file_cut_into_more_encrypted_parts_than_open_descriptors_allows_is_published() {
+    let gpg = Gpg::new("default", "default");
+    let wd = Workdir::new("");
+    configure(&wd, &gpg, 16 * 1024);
+    wd.write("inbox/many.csv", crate::parts::many_rows(6000));
+    wd.piigate_with_fd_limit(48, &["process", "--config", "piigate.toml", "inbox/many.csv"]).expect_ok();
+    let asc: Vec<String> = wd.list("outbox").into_iter().filter(|n| n.ends_with(".csv.asc")).collect();
+    assert!(asc.len() > 60, "{} parts", asc.len());
+    let mut rows = 0;
+    for name in &asc {
+        let plain = gpg.ok(&["--decrypt", wd.path("outbox").join(name).to_str().unwrap()]);
+        rows += csv_rows(std::str::from_utf8(&plain).unwrap()).len() - 1;
+    }
+    assert_eq!(rows, 6000);
+}
+
 #[test]
 fn a_missing_or_unusable_recipient_key_is_a_config_error() {
     let gpg = Gpg::new("ed25519", "sign");

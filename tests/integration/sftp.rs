@@ -268,3 +268,38 @@ fn sftp_sessions_negotiate_aes_gcm() {
         r.describe()
     );
 }
+
+/// An SFTP outbox with a file cut into more parts than the process may
+/// open descriptors: each finished part gives its connection back, so the
+/// parts share connections instead of holding one each.
+#[test]
+fn a_file_cut_into_many_parts_over_sftp_reuses_connections() {
+    let sshd = Sshd::start();
+    let wd = sftp_workdir(&sshd, &key_auth(&sshd));
+    crate::parts::with_limit(&wd, 4096);
+    upload(&sshd, &wd, "many.csv", &crate::parts::many_rows(3000));
+    wd.piigate_with_fd_limit(48, &["run", "--config", "piigate.toml"]).expect_ok();
+    let outbox = sshd.root().join("outbox");
+    let csvs: Vec<String> = list(&outbox).into_iter().filter(|n| n.ends_with(".csv")).collect();
+    assert!(csvs.len() > 100, "{} parts", csvs.len());
+    let rows: usize = csvs
+        .iter()
+        .map(|n| crate::workdir::csv_rows(&std::fs::read_to_string(outbox.join(n)).unwrap()).len() - 1)
+        .sum();
+    assert_eq!(rows, 3000);
+    assert!(!list(&outbox).iter().any(|n| n.ends_with(".partial")));
+
+    // A file that fails once its parts are finished (a quarter of its rows
+    // rejected) removes every finished part, on connections from the pool.
+    let before = list(&outbox);
+    let mut text = crate::parts::many_rows(3000);
+    for i in 0..1000 {
+        text.push_str(&format!("bad{i}@example.test,4.47701E+11,Bad,Town,1,\n"));
+    }
+    upload(&sshd, &wd, "failing.csv", &text);
+    let run = wd.piigate_with_fd_limit(48, &["run", "--config", "piigate.toml"]);
+    run.expect_code(1);
+    assert!(run.stderr().contains("max_reject_ratio"), "{}", run.describe());
+    assert_eq!(list(&outbox), before);
+    assert_eq!(list(&sshd.root().join("failed")), ["failing.csv", "failing.csv.reason.txt"]);
+}

@@ -154,6 +154,18 @@ default_region = "US"
         self.piigate_env(args, &[])
     }
 
+    /// Runs piigate with at most `fds` open file descriptors (`ulimit -n`).
+    pub fn piigate_with_fd_limit(&self, fds: u32, args: &[&str]) -> Run {
+        let mut cmd = Command::new("sh");
+        cmd.current_dir(self.dir.path())
+            .args(["-c", &format!("ulimit -n {fds} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_piigate")])
+            .args(args)
+            .env_remove("PIIGATE_KEYRING")
+            .env_remove("RUST_LOG");
+        let out = cmd.output().expect("running piigate");
+        Run { cmdline: format!("ulimit -n {fds}; piigate {}", args.join(" ")), out }
+    }
+
     pub fn piigate_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_piigate"));
         cmd.current_dir(self.dir.path()).args(args).env_remove("PIIGATE_KEYRING").env_remove("RUST_LOG");
