@@ -1416,6 +1416,31 @@ mod tests {
         assert_eq!(at, s.base + 1);
     }
 
+    /// A COMMIT that fails and rolls back (here SQLite's commit hook turns
+    /// it into a rollback) loses the transaction's keys: the file whose
+    /// sync ran it fails, so does every file whose keys may be in it, and
+    /// the lost keys are not served from the cache afterwards.
+    #[test]
+    fn a_failed_commit_loses_its_keys_and_fails_the_files_that_may_use_them() {
+        let (_dir, ring, _path, v) = new_vault("vault.sqlite");
+        let a = vec![("u_a".to_owned(), "a@x.test".to_owned())];
+        let b = vec![("u_b".to_owned(), "b@x.test".to_owned())];
+        let file_1 = v.mark();
+        let first = key_ids(&v.person_keys(&a, false, ring.path()).unwrap());
+        let file_2 = v.mark();
+        v.person_keys(&b, false, ring.path()).unwrap();
+        v.conn().commit_hook(Some(|| true));
+        let err = v.sync(file_1).unwrap_err();
+        assert!(matches!(err, VaultError::Sql { .. }), "{err}");
+        v.conn().commit_hook(None::<fn() -> bool>);
+        assert!(matches!(v.sync(file_2), Err(VaultError::KeysLost(_))), "file 2's keys were in the same transaction");
+        let file_3 = v.mark();
+        let again = key_ids(&v.person_keys(&a, false, ring.path()).unwrap());
+        assert_ne!(again, first, "the lost key came back from the cache");
+        v.sync(file_3).unwrap();
+        assert_eq!(v.merge_staged().unwrap(), 1, "only u_a's second key was committed");
+    }
+
     /// A version 1 vault (one `persons` table keyed by pseudonym) is moved
     /// to the current tables on open: same keys, identities still revealed.
     #[test]
