@@ -345,6 +345,12 @@ impl Pool {
         Ok(Pooled { pool: self, conn: Some(conn), broken: false })
     }
 
+    /// An idle connection, if one is free; never connects.
+    pub fn idle(&self) -> Option<Pooled<'_>> {
+        let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+        Some(Pooled { pool: self, conn: Some(conn), broken: false })
+    }
+
     /// host:port.
     pub fn endpoint(&self) -> String {
         endpoint(&self.settings)

@@ -168,8 +168,14 @@ mod tests {
         assert!(matches!(sink.create("a.csv"), Err(SinkError::Exists(_))));
     }
 
-    fn open_descriptors() -> usize {
-        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    /// Descriptors of this process open on files in `dir` (other tests'
+    /// threads open files elsewhere).
+    fn open_descriptors_in(dir: &std::path::Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.starts_with(dir))
+            .count()
     }
 
     /// A finished output holds no descriptor, refuses writes, and is still
@@ -178,18 +184,17 @@ mod tests {
     fn finish_closes_the_file_and_keeps_it_unpublished() {
         let dir = tempfile::tempdir().unwrap();
         let sink = LocalSink::new(dir.path().to_owned());
-        let before = open_descriptors();
         let mut outputs = Vec::new();
         for i in 0..50 {
             let mut p = sink.create(&format!("{i}.csv")).unwrap();
             p.write_all(format!("{i}\n").as_bytes()).unwrap();
+            assert_eq!(open_descriptors_in(dir.path()), 1, "the open output");
             p.finish().unwrap();
             p.finish().unwrap();
             assert!(p.write_all(b"more").is_err());
             outputs.push(p);
         }
-        // Other tests' threads open files too; 50 open outputs would add 50.
-        assert!(open_descriptors() < before + 25, "{before} → {}", open_descriptors());
+        assert_eq!(open_descriptors_in(dir.path()), 0, "50 finished outputs");
         assert!(!dir.path().join("0.csv").exists());
         let last = outputs.pop().unwrap();
         drop(last);

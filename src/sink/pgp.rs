@@ -146,6 +146,7 @@ impl Recipient {
             handle: Some(handle),
             complete,
             finished: None,
+            failed: None,
         })
     }
 }
@@ -159,6 +160,8 @@ struct PgpOutput<'scope, 'env> {
     /// After [`PendingOutput::finish`]: the encrypted output, itself
     /// finished; the encrypting thread has ended.
     finished: Option<Box<dyn PendingOutput + 'env>>,
+    /// Why finishing failed, for a later call.
+    failed: Option<String>,
 }
 
 impl PgpOutput<'_, '_> {
@@ -210,15 +213,29 @@ impl PendingOutput for PgpOutput<'_, '_> {
         if self.finished.is_some() {
             return Ok(());
         }
-        self.send().map_err(|e| err(e.to_string()))?;
-        self.buf = Vec::new();
-        self.complete.store(true, Ordering::SeqCst);
-        drop(self.tx.take());
-        let handle = self.handle.take().ok_or_else(|| err("the output was already finished".into()))?;
-        let mut inner = handle.join().map_err(|_| err("the OpenPGP thread panicked".into()))?.map_err(err)?;
-        inner.finish()?;
-        self.finished = Some(inner);
-        Ok(())
+        if let Some(why) = &self.failed {
+            return Err(err(why.clone()));
+        }
+        let result = (|| {
+            self.send().map_err(|e| e.to_string())?;
+            self.buf = Vec::new();
+            self.complete.store(true, Ordering::SeqCst);
+            drop(self.tx.take());
+            let handle = self.handle.take().ok_or("the OpenPGP thread is gone")?;
+            let mut inner = handle.join().map_err(|_| "the OpenPGP thread panicked".to_owned())??;
+            inner.finish().map_err(|e| e.to_string())?;
+            Ok::<_, String>(inner)
+        })();
+        match result {
+            Ok(inner) => {
+                self.finished = Some(inner);
+                Ok(())
+            }
+            Err(why) => {
+                self.failed = Some(why.clone());
+                Err(err(why))
+            }
+        }
     }
 
     fn commit(mut self: Box<Self>) -> Result<String, SinkError> {

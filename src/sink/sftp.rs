@@ -46,12 +46,27 @@ impl<'a> SftpPending<'a> {
         SinkError::Io { op, target: crate::sftp::url(&self.endpoint, &self.target), source }
     }
 
-    /// The connection held while writing, else one from the pool.
-    fn conn(&mut self) -> Result<&mut Pooled<'a>, SinkError> {
+    /// The connection held while writing, else one from the pool (`op`
+    /// names the step in the error when none can be had).
+    fn conn(&mut self, op: &'static str) -> Result<&mut Pooled<'a>, SinkError> {
         if self.conn.is_none() {
-            self.conn = Some(self.pool.get().map_err(sftp_err)?);
+            match self.pool.get() {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => return Err(self.io_err(op, io::Error::other(e.to_string()))),
+            }
         }
         Ok(self.conn.as_mut().expect("just set"))
+    }
+
+    /// Maps an ssh2 error of `op` on the temporary file, marking the
+    /// connection broken when the error is a connection-level one.
+    fn fail(&mut self, op: &'static str, e: &ssh2::Error) -> SinkError {
+        let tmp = self.tmp.clone();
+        let message = match self.conn.as_mut() {
+            Some(c) => c.fail(op, &tmp, e).to_string(),
+            None => e.to_string(),
+        };
+        self.io_err(op, io::Error::other(message))
     }
 }
 
@@ -82,13 +97,22 @@ impl Write for SftpPending<'_> {
 impl PendingOutput for SftpPending<'_> {
     fn finish(&mut self) -> Result<(), SinkError> {
         let Some(mut f) = self.file.take() else { return Ok(()) };
-        f.flush().map_err(|e| self.io_err("writing", e))?;
+        if let Err(e) = f.flush() {
+            if let Some(c) = self.conn.as_mut() {
+                c.mark_broken();
+            }
+            return Err(self.io_err("writing", e));
+        }
         // fsync@openssh.com where offered; older servers lack it.
         let _ = f.fsync();
-        f.close().map_err(|e| self.io_err("closing", io::Error::other(e.to_string())))?;
+        if let Err(e) = f.close() {
+            return Err(self.fail("closing", &e));
+        }
         let tmp = self.tmp.clone();
-        let st = self.conn()?.conn().sftp.stat(Path::new(&tmp));
-        let st = st.map_err(|e| self.io_err("checking", io::Error::other(e.to_string())))?;
+        let st = match self.conn("checking")?.conn().sftp.stat(Path::new(&tmp)) {
+            Ok(st) => st,
+            Err(e) => return Err(self.fail("checking", &e)),
+        };
         if st.size != Some(self.written) {
             return Err(self.io_err(
                 "checking",
@@ -104,7 +128,7 @@ impl PendingOutput for SftpPending<'_> {
         self.finish()?;
         let (tmp, target) = (self.tmp.clone(), self.target.clone());
         let url = crate::sftp::url(&self.endpoint, &target);
-        let conn = self.conn()?;
+        let conn = self.conn("publishing")?;
         let r = conn.conn().sftp.rename(
             Path::new(&tmp),
             Path::new(&target),
@@ -114,8 +138,7 @@ impl PendingOutput for SftpPending<'_> {
             if conn.conn().sftp.stat(Path::new(&target)).is_ok() {
                 return Err(SinkError::Exists(url));
             }
-            let err = conn.fail("publishing", &tmp, &e).to_string();
-            return Err(self.io_err("publishing", io::Error::other(err)));
+            return Err(self.fail("publishing", &e));
         }
         self.committed = true;
         Ok(url)
@@ -123,12 +146,23 @@ impl PendingOutput for SftpPending<'_> {
 }
 
 impl Drop for SftpPending<'_> {
+    /// Removes an unpublished output: on its own connection while it is
+    /// being written, else on an idle one. It never connects (a server
+    /// that just failed would make every dropped part wait for the connect
+    /// timeout); what is left is removed by the next pass
+    /// ([`Sink::remove_partials`]).
     fn drop(&mut self) {
-        if !self.committed {
-            self.file.take();
-            let tmp = self.tmp.clone();
-            if let Ok(c) = self.conn() {
-                let _ = c.conn().sftp.unlink(Path::new(&tmp));
+        if self.committed {
+            return;
+        }
+        self.file.take();
+        if self.conn.is_none() {
+            self.conn = self.pool.idle();
+        }
+        let tmp = self.tmp.clone();
+        if let Some(c) = self.conn.as_mut() {
+            if let Err(e) = c.conn().sftp.unlink(Path::new(&tmp)) {
+                c.fail("removing", &tmp, &e);
             }
         }
     }
