@@ -2,10 +2,13 @@
 //! `<name>.<random>.partial`, closed and its remote size checked against
 //! the bytes sent when finished (its connection then goes back to the
 //! pool), and renamed into place with SSH_FXP_RENAME, which OpenSSH
-//! performs as link + unlink and so never replaces an existing file.
+//! performs as link + unlink and so never replaces an existing file. An
+//! output dropped unpublished is removed on an idle connection, or soon
+//! after on the sink's next one.
 
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::Mutex;
 
 use super::local::PARTIAL_SUFFIX;
 use super::{PendingOutput, Sink, SinkError};
@@ -15,12 +18,43 @@ use crate::sftp::{Pool, Pooled};
 pub struct SftpSink<'a> {
     pool: &'a Pool,
     dir: String,
+    /// Temporary names of dropped outputs that could not be removed at
+    /// once (no idle connection): removed on the next connection this sink
+    /// takes, or when it is dropped.
+    orphans: Mutex<Vec<String>>,
 }
 
 impl<'a> SftpSink<'a> {
     /// Outbox `dir` on the server behind `pool`.
     pub fn new(pool: &'a Pool, dir: String) -> Self {
-        Self { pool, dir }
+        Self { pool, dir, orphans: Mutex::new(Vec::new()) }
+    }
+
+    /// Removes the orphaned temporary outputs on `conn`; stops at the first
+    /// failure that is not "no such file" and keeps the rest for later.
+    fn remove_orphans(&self, conn: &mut Pooled<'_>) {
+        let mut orphans = std::mem::take(&mut *self.orphans.lock().unwrap_or_else(|e| e.into_inner()));
+        while let Some(tmp) = orphans.pop() {
+            if let Err(e) = conn.conn().sftp.unlink(Path::new(&tmp)) {
+                if e.code() != ssh2::ErrorCode::SFTP(2) {
+                    conn.fail("removing", &tmp, &e);
+                    orphans.push(tmp);
+                    self.orphans.lock().unwrap_or_else(|e| e.into_inner()).append(&mut orphans);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SftpSink<'_> {
+    fn drop(&mut self) {
+        if self.orphans.get_mut().map_or(true, |o| o.is_empty()) {
+            return;
+        }
+        if let Ok(mut conn) = self.pool.idle().map_or_else(|| self.pool.get(), Ok) {
+            self.remove_orphans(&mut conn);
+        }
     }
 }
 
@@ -30,6 +64,8 @@ fn sftp_err(e: crate::sftp::SftpError) -> SinkError {
 
 struct SftpPending<'a> {
     pool: &'a Pool,
+    /// The sink's list of outputs left to remove.
+    orphans: &'a Mutex<Vec<String>>,
     /// The connection the file is written on; given back to the pool when
     /// the file is finished, and taken again (any idle one) to publish it.
     conn: Option<Pooled<'a>>,
@@ -147,10 +183,10 @@ impl PendingOutput for SftpPending<'_> {
 
 impl Drop for SftpPending<'_> {
     /// Removes an unpublished output: on its own connection while it is
-    /// being written, else on an idle one. It never connects (a server
+    /// being written, else on an idle one. It never connects here (a server
     /// that just failed would make every dropped part wait for the connect
-    /// timeout); what is left is removed by the next pass
-    /// ([`Sink::remove_partials`]).
+    /// timeout): without an idle connection the name goes to the sink's
+    /// orphans, removed on the sink's next connection or when it is dropped.
     fn drop(&mut self) {
         if self.committed {
             return;
@@ -160,10 +196,18 @@ impl Drop for SftpPending<'_> {
             self.conn = self.pool.idle();
         }
         let tmp = self.tmp.clone();
-        if let Some(c) = self.conn.as_mut() {
-            if let Err(e) = c.conn().sftp.unlink(Path::new(&tmp)) {
-                c.fail("removing", &tmp, &e);
-            }
+        let removed = match self.conn.as_mut() {
+            Some(c) => match c.conn().sftp.unlink(Path::new(&tmp)) {
+                Ok(()) => true,
+                Err(e) => {
+                    c.fail("removing", &tmp, &e);
+                    false
+                }
+            },
+            None => false,
+        };
+        if !removed {
+            self.orphans.lock().unwrap_or_else(|e| e.into_inner()).push(tmp);
         }
     }
 }
@@ -171,6 +215,7 @@ impl Drop for SftpPending<'_> {
 impl Sink for SftpSink<'_> {
     fn create(&self, name: &str) -> Result<Box<dyn PendingOutput + '_>, SinkError> {
         let mut conn = self.pool.get().map_err(sftp_err)?;
+        self.remove_orphans(&mut conn);
         crate::source::sftp::ensure_dir(&mut conn, &self.dir).map_err(|e| SinkError::Io {
             op: "creating folder",
             target: self.dir.clone(),
@@ -195,6 +240,7 @@ impl Sink for SftpSink<'_> {
         let endpoint = self.pool.endpoint();
         Ok(Box::new(SftpPending {
             pool: self.pool,
+            orphans: &self.orphans,
             conn: Some(conn),
             file: Some(f),
             tmp,
@@ -207,6 +253,9 @@ impl Sink for SftpSink<'_> {
 
     fn remove_partials(&self) -> Result<usize, SinkError> {
         let mut conn = self.pool.get().map_err(sftp_err)?;
+        // Outputs of failed files first: not counted as left by an
+        // interrupted run.
+        self.remove_orphans(&mut conn);
         let Ok(entries) = conn.conn().sftp.readdir(Path::new(&self.dir)) else { return Ok(0) };
         let mut n = 0;
         for (p, st) in entries {

@@ -303,3 +303,45 @@ fn a_file_cut_into_many_parts_over_sftp_reuses_connections() {
     assert_eq!(list(&outbox), before);
     assert_eq!(list(&sshd.root().join("failed")), ["failing.csv", "failing.csv.reason.txt"]);
 }
+
+/// An unpublished output dropped when no pooled connection is idle is not
+/// removed by connecting anew (a failing server would make every dropped
+/// part wait for the connect timeout): the sink removes it on its next
+/// connection, or when the sink itself is dropped.
+#[test]
+fn sftp_outputs_dropped_without_an_idle_connection_are_removed_by_the_sink() {
+    use piigate::sink::{sftp::SftpSink, Sink};
+    use std::io::Write;
+    let sshd = Sshd::start();
+    let settings = piigate::settings::SftpSettings {
+        host: "127.0.0.1".into(),
+        port: sshd.port(),
+        user: sshd.user(),
+        key_file: Some(sshd.client_key()),
+        known_hosts: sshd.known_hosts(),
+        password_env: None,
+    };
+    let pool = piigate::sftp::Pool::new(settings, Default::default());
+    let outbox = sshd.root().join("outbox");
+    std::fs::create_dir_all(&outbox).unwrap();
+    let partials = || list(&outbox).into_iter().filter(|n| n.ends_with(".partial")).count();
+    let sink = SftpSink::new(&pool, outbox.display().to_string());
+
+    let mut a = sink.create("a.csv").unwrap();
+    a.write_all(b"a\n").unwrap();
+    a.finish().unwrap();
+    let busy = pool.get().unwrap(); // the connection `a` gave back
+    drop(a);
+    assert_eq!(partials(), 1, "left for the sink");
+    drop(busy);
+    let mut b = sink.create("b.csv").unwrap();
+    assert_eq!(partials(), 1, "a's removed on the sink's next connection; b's open");
+    b.write_all(b"b\n").unwrap();
+    b.finish().unwrap();
+    let busy = pool.get().unwrap();
+    drop(b);
+    drop(busy);
+    assert_eq!(partials(), 1);
+    drop(sink);
+    assert!(list(&outbox).is_empty(), "{:?}", list(&outbox));
+}
