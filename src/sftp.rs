@@ -377,6 +377,12 @@ impl Pooled<'_> {
     pub fn mark_broken(&mut self) {
         self.broken = true;
     }
+
+    /// Whether the connection was marked broken (it is then dropped, not
+    /// given back to the pool).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
 }
 
 impl Drop for Pooled<'_> {

@@ -435,6 +435,33 @@ mod tests {
         }
     }
 
+    /// Counts the writes it receives.
+    struct Writes(usize);
+
+    impl Write for Writes {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += 1;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The armor reaches the output in large blocks, not a line per write
+    /// (an SFTP output sends every write as its own request).
+    #[test]
+    fn armor_is_written_in_large_blocks() {
+        let mut out = Writes(0);
+        let mut armor = Armor::begin(&mut out).unwrap();
+        for _ in 0..20_000 {
+            armor.write_all(&[7u8; 100]).unwrap();
+        }
+        armor.end().unwrap();
+        // 2 MB in, 2.7 MB of armor: the header, ten blocks of 256 KiB, the rest.
+        assert!(out.0 <= 12, "{} writes", out.0);
+    }
+
     #[test]
     fn budget_leaves_room_for_armor_and_packets() {
         for limit in [16 * 1024u64, 1_000_000, 1_000_000_000] {

@@ -19,8 +19,9 @@ pub struct SftpSink<'a> {
     pool: &'a Pool,
     dir: String,
     /// Temporary names of dropped outputs that could not be removed at
-    /// once (no idle connection): removed on the next connection this sink
-    /// takes, or when it is dropped.
+    /// once (no idle connection, or a broken one): removed when the next
+    /// output is created, by [`Sink::remove_partials`], or when the sink is
+    /// dropped (on an idle connection).
     orphans: Mutex<Vec<String>>,
 }
 
@@ -30,30 +31,42 @@ impl<'a> SftpSink<'a> {
         Self { pool, dir, orphans: Mutex::new(Vec::new()) }
     }
 
-    /// Removes the orphaned temporary outputs on `conn`; stops at the first
-    /// failure that is not "no such file" and keeps the rest for later.
+    /// Removes the orphaned temporary outputs on `conn`. A name that is
+    /// gone already is forgotten; so is one the server refuses to remove
+    /// (the next pass's [`Sink::remove_partials`] tries again). When the
+    /// connection breaks, the names left wait for the next connection.
     fn remove_orphans(&self, conn: &mut Pooled<'_>) {
         let mut orphans = std::mem::take(&mut *self.orphans.lock().unwrap_or_else(|e| e.into_inner()));
         while let Some(tmp) = orphans.pop() {
-            if let Err(e) = conn.conn().sftp.unlink(Path::new(&tmp)) {
-                if e.code() != ssh2::ErrorCode::SFTP(2) {
-                    conn.fail("removing", &tmp, &e);
-                    orphans.push(tmp);
-                    self.orphans.lock().unwrap_or_else(|e| e.into_inner()).append(&mut orphans);
-                    return;
-                }
+            let Err(e) = conn.conn().sftp.unlink(Path::new(&tmp)) else { continue };
+            if e.code() == ssh2::ErrorCode::SFTP(2) {
+                continue; // no such file
             }
+            let err = conn.fail("removing", &tmp, &e);
+            if conn.is_broken() {
+                orphans.push(tmp);
+                tracing::debug!("{err}; {} partial output(s) left for a later connection", orphans.len());
+                self.orphans.lock().unwrap_or_else(|e| e.into_inner()).append(&mut orphans);
+                return;
+            }
+            tracing::debug!("{err}; left for the next pass");
         }
     }
 }
 
 impl Drop for SftpSink<'_> {
+    /// Removes what is left of dropped outputs on an idle connection; never
+    /// connects (a failed server would hold the exit up by the connect
+    /// timeout), so the next run's or pass's [`Sink::remove_partials`]
+    /// removes what it cannot.
     fn drop(&mut self) {
-        if self.orphans.get_mut().map_or(true, |o| o.is_empty()) {
+        let left = self.orphans.get_mut().map_or(0, |o| o.len());
+        if left == 0 {
             return;
         }
-        if let Ok(mut conn) = self.pool.idle().map_or_else(|| self.pool.get(), Ok) {
-            self.remove_orphans(&mut conn);
+        match self.pool.idle() {
+            Some(mut conn) => self.remove_orphans(&mut conn),
+            None => tracing::debug!("{left} partial output(s) of failed files left for the next pass"),
         }
     }
 }
@@ -197,6 +210,8 @@ impl Drop for SftpPending<'_> {
         }
         let tmp = self.tmp.clone();
         let removed = match self.conn.as_mut() {
+            // A broken connection could only wait for its timeout.
+            Some(c) if c.is_broken() => false,
             Some(c) => match c.conn().sftp.unlink(Path::new(&tmp)) {
                 Ok(()) => true,
                 Err(e) => {
@@ -214,14 +229,25 @@ impl Drop for SftpPending<'_> {
 
 impl Sink for SftpSink<'_> {
     fn create(&self, name: &str) -> Result<Box<dyn PendingOutput + '_>, SinkError> {
-        let mut conn = self.pool.get().map_err(sftp_err)?;
+        let target = format!("{}/{}", self.dir.trim_end_matches('/'), name);
+        let connect = || {
+            self.pool.get().map_err(|e| SinkError::Io {
+                op: "creating",
+                target: crate::sftp::url(&self.pool.endpoint(), &target),
+                source: io::Error::other(e.to_string()),
+            })
+        };
+        let mut conn = connect()?;
         self.remove_orphans(&mut conn);
+        if conn.is_broken() {
+            drop(conn);
+            conn = connect()?;
+        }
         crate::source::sftp::ensure_dir(&mut conn, &self.dir).map_err(|e| SinkError::Io {
             op: "creating folder",
             target: self.dir.clone(),
             source: io::Error::other(e.to_string()),
         })?;
-        let target = format!("{}/{}", self.dir.trim_end_matches('/'), name);
         if conn.conn().sftp.stat(Path::new(&target)).is_ok() {
             return Err(SinkError::Exists(target));
         }
