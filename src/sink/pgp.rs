@@ -215,6 +215,9 @@ fn encode_into(out: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// After an error the armor is broken (the checksum and the encoded lines
+/// hold bytes the output did not get): the output is abandoned, never
+/// written to again.
 impl<W: Write> Write for Armor<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = data.len();
@@ -240,6 +243,8 @@ impl<W: Write> Write for Armor<W> {
         Ok(n)
     }
 
+    /// Keeps the encoded lines: they go out in blocks of at least
+    /// [`CHUNK`] bytes, and [`Armor::end`] writes and flushes the rest.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -429,8 +434,12 @@ mod tests {
                 armor.end().unwrap();
                 assert!(got == want, "length {len}, pieces of {piece}");
             }
+            let mut got = Vec::new();
+            let mut armor = Armor::begin(&mut got).unwrap();
+            armor.write_all(body).unwrap();
+            armor.end().unwrap();
             let mut back = Vec::new();
-            std::io::Read::read_to_end(&mut pgp::armor::Dearmor::new(&want[..]), &mut back).unwrap();
+            std::io::Read::read_to_end(&mut pgp::armor::Dearmor::new(&got[..]), &mut back).unwrap();
             assert!(back == body, "length {len}");
         }
     }
