@@ -337,11 +337,10 @@ impl Pool {
     /// # Errors
     /// [`SftpError`] from connecting.
     pub fn get(&self) -> Result<Pooled<'_>, SftpError> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match idle {
-            Some(c) => c,
-            None => connect(&self.settings, &self.cancel)?,
-        };
+        if let Some(idle) = self.idle() {
+            return Ok(idle);
+        }
+        let conn = connect(&self.settings, &self.cancel)?;
         Ok(Pooled { pool: self, conn: Some(conn), broken: false })
     }
 

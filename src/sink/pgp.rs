@@ -304,16 +304,11 @@ impl Write for PgpOutput<'_, '_> {
 
 impl PendingOutput for PgpOutput<'_, '_> {
     fn finish(&mut self) -> Result<(), SinkError> {
-        let err = |e: String| SinkError::Io {
-            op: "encrypting",
-            target: "OpenPGP output".into(),
-            source: io::Error::other(e),
-        };
         if self.finished.is_some() {
             return Ok(());
         }
         if let Some(why) = &self.failed {
-            return Err(err(why.clone()));
+            return Err(encrypting_error(why.clone()));
         }
         let result = (|| {
             self.send().map_err(|e| e.to_string())?;
@@ -332,7 +327,7 @@ impl PendingOutput for PgpOutput<'_, '_> {
             }
             Err(why) => {
                 self.failed = Some(why.clone());
-                Err(err(why))
+                Err(encrypting_error(why))
             }
         }
     }
@@ -341,13 +336,14 @@ impl PendingOutput for PgpOutput<'_, '_> {
         self.finish()?;
         match self.finished.take() {
             Some(inner) => inner.commit(),
-            None => Err(SinkError::Io {
-                op: "encrypting",
-                target: "OpenPGP output".into(),
-                source: io::Error::other("the output was not finished"),
-            }),
+            None => Err(encrypting_error("the output was not finished".into())),
         }
     }
+}
+
+/// A failure of the OpenPGP encryption of an output.
+fn encrypting_error(why: String) -> SinkError {
+    SinkError::Io { op: "encrypting", target: "OpenPGP output".into(), source: io::Error::other(why) }
 }
 
 impl Drop for PgpOutput<'_, '_> {

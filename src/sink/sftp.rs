@@ -107,6 +107,13 @@ impl<'a> SftpPending<'a> {
         Ok(self.conn.as_mut().expect("just set"))
     }
 
+    /// Marks the connection the file is written on broken, if it holds one.
+    fn mark_broken(&mut self) {
+        if let Some(c) = self.conn.as_mut() {
+            c.mark_broken();
+        }
+    }
+
     /// Maps an ssh2 error of `op` on the temporary file, marking the
     /// connection broken when the error is a connection-level one.
     fn fail(&mut self, op: &'static str, e: &ssh2::Error) -> SinkError {
@@ -128,9 +135,7 @@ impl Write for SftpPending<'_> {
                 Ok(n)
             }
             Err(e) => {
-                if let Some(c) = self.conn.as_mut() {
-                    c.mark_broken();
-                }
+                self.mark_broken();
                 Err(e)
             }
         }
@@ -147,9 +152,7 @@ impl PendingOutput for SftpPending<'_> {
     fn finish(&mut self) -> Result<(), SinkError> {
         let Some(mut f) = self.file.take() else { return Ok(()) };
         if let Err(e) = f.flush() {
-            if let Some(c) = self.conn.as_mut() {
-                c.mark_broken();
-            }
+            self.mark_broken();
             return Err(self.io_err("writing", e));
         }
         // fsync@openssh.com where offered; older servers lack it.
