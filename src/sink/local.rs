@@ -1,6 +1,13 @@
 //! A local output folder. Files are written as `<name>.<random>.partial`
 //! in the target folder, fsynced and closed when finished, and
 //! hard-linked/renamed into place with no-clobber semantics.
+//!
+//! While a file is written, the kernel is asked every
+//! [`WRITEBACK_BYTES`] to start writing the bytes written since to disk
+//! (`posix_fadvise(2)` with `POSIX_FADV_DONTNEED`, which on Linux starts
+//! writeback without waiting), so that the fsync when the file is finished
+//! waits for the last few MiB only, not for the whole file: on a 570 MB
+//! output that fsync took about 0.27 s of a 2 s run.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -9,6 +16,9 @@ use super::{PendingOutput, Sink, SinkError};
 
 /// Suffix of temporary output files.
 pub const PARTIAL_SUFFIX: &str = ".partial";
+
+/// Bytes written between two requests to start writeback: 8 MiB.
+pub const WRITEBACK_BYTES: u64 = 8 << 20;
 
 /// A local folder sink.
 pub struct LocalSink {
@@ -30,11 +40,55 @@ struct LocalPending {
 /// A local output before and after [`PendingOutput::finish`].
 enum LocalState {
     /// Being written.
-    Open(io::BufWriter<tempfile::NamedTempFile>),
+    Open(io::BufWriter<Writeback>),
     /// Written and synced; only the temporary name is held (no descriptor).
     Finished(tempfile::TempPath),
     /// Between the two, or after a failed finish (the file is removed).
     Gone,
+}
+
+/// A temporary file that asks the kernel to start writing its pages to
+/// disk every [`WRITEBACK_BYTES`] (see the module documentation).
+struct Writeback {
+    tmp: tempfile::NamedTempFile,
+    /// Bytes written so far.
+    written: u64,
+    /// Bytes whose writeback was requested: `0..started`.
+    started: u64,
+}
+
+impl Writeback {
+    fn new(tmp: tempfile::NamedTempFile) -> Self {
+        Self { tmp, written: 0, started: 0 }
+    }
+
+    /// Asks the kernel to start writing `started..written` to disk, without
+    /// waiting. On Linux, `POSIX_FADV_DONTNEED` starts writeback of the
+    /// range's dirty pages (`WB_SYNC_NONE`) and then drops only its clean
+    /// pages; the range was just written, so its pages are still dirty or
+    /// under writeback and stay cached. A hint: it reports no write error
+    /// (the fsync at [`PendingOutput::finish`] does), so its result is
+    /// ignored.
+    fn start_writeback(&mut self) {
+        if let Some(len) = std::num::NonZeroU64::new(self.written - self.started) {
+            let _ = rustix::fs::fadvise(self.tmp.as_file(), self.started, Some(len), rustix::fs::Advice::DontNeed);
+        }
+        self.started = self.written;
+    }
+}
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.tmp.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= WRITEBACK_BYTES {
+            self.start_writeback();
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.flush()
+    }
 }
 
 fn finished_error() -> io::Error {
@@ -66,7 +120,7 @@ impl LocalPending {
     fn take_finished(&mut self) -> Result<tempfile::TempPath, SinkError> {
         match std::mem::replace(&mut self.state, LocalState::Gone) {
             LocalState::Open(w) => {
-                let tmp = w.into_inner().map_err(|e| self.io_err("writing", e.into_error()))?;
+                let tmp = w.into_inner().map_err(|e| self.io_err("writing", e.into_error()))?.tmp;
                 tmp.as_file().sync_all().map_err(|e| self.io_err("syncing", e))?;
                 Ok(tmp.into_temp_path())
             }
@@ -116,7 +170,7 @@ impl Sink for LocalSink {
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
             .tempfile_in(&self.dir)
             .map_err(|e| io_err("creating temporary file in", e))?;
-        let state = LocalState::Open(io::BufWriter::with_capacity(256 * 1024, tmp));
+        let state = LocalState::Open(io::BufWriter::with_capacity(256 * 1024, Writeback::new(tmp)));
         Ok(Box::new(LocalPending { state, final_path }))
     }
 
@@ -204,5 +258,35 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("7.csv")).unwrap(), b"7\n");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 49, "{names:?}");
+    }
+
+    /// Writeback is requested for each full [`WRITEBACK_BYTES`] written,
+    /// and the file keeps every byte.
+    #[test]
+    fn writeback_is_requested_every_writeback_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+        let path = tmp.path().to_owned();
+        let mut w = Writeback::new(tmp);
+        let piece: Vec<u8> = (0..100_003u32).map(|i| (i % 251) as u8).collect();
+        let mut expected = Vec::new();
+        let mut kicked = Vec::new();
+        while expected.len() < 20 << 20 {
+            w.write_all(&piece).unwrap();
+            expected.extend_from_slice(&piece);
+            if kicked.last() != Some(&w.started) {
+                kicked.push(w.started);
+            }
+        }
+        assert_eq!(w.written, expected.len() as u64);
+        // Requests start at 0 and cover 8 MiB (plus the last write's
+        // overshoot) each.
+        assert_eq!(kicked.len(), 3, "{kicked:?}");
+        assert!(kicked[1] >= WRITEBACK_BYTES && kicked[1] < WRITEBACK_BYTES + piece.len() as u64, "{kicked:?}");
+        assert!(kicked[2] - kicked[1] >= WRITEBACK_BYTES, "{kicked:?}");
+        // The hint is accepted by this file system.
+        rustix::fs::fadvise(w.tmp.as_file(), 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        w.flush().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
     }
 }
