@@ -112,8 +112,13 @@ pub const MERGE_FRACTION: i64 = 8;
 pub const LOCK_WAIT_SECONDS: u64 = 300;
 /// How often a waiting vault connection tries the lock again, in ms.
 pub const LOCK_POLL_MS: u64 = 50;
-/// Unwrapped person keys kept in memory per vault (each about 1 KB with
-/// the expanded AES key schedule).
+/// Unwrapped person keys kept in memory per vault. Each entry is the DEK
+/// and its id (about 64 bytes with the table's share: about 1 MB in all),
+/// not the expanded key schedule (about 1 KB each): 16 MB of schedules,
+/// live for 16,384 look-ups, made every key expansion and zeroization
+/// miss the CPU's caches, which cost more than the cache saved when few
+/// persons recur (docs/PERFORMANCE.md, "The key cache"). A hit expands the
+/// key again (well under a microsecond, against a few for a look-up).
 const CACHE_KEYS: usize = 16_384;
 /// The writer's page cache, in KiB (`PRAGMA cache_size`; a cap, filled as
 /// pages are changed, and kept until the connection closes): it holds the
@@ -279,7 +284,8 @@ pub struct Vault {
     keks: HashMap<String, aead::KekCipher>,
     active: (KekId, Kek),
     retired_file: Option<PathBuf>,
-    cache: Mutex<foldhash::HashMap<Slot, Arc<DataKey>>>,
+    /// Recently used person keys (see [`CACHE_KEYS`]).
+    cache: Mutex<foldhash::HashMap<Slot, (DekId, Dek)>>,
     /// Chunks written in the open write transaction (under the connection lock).
     pending: AtomicUsize,
     /// The number of the writer's open write transaction of new persons, 0
@@ -444,14 +450,13 @@ impl Vault {
         Ok((id, dek))
     }
 
-    /// The data key of a `person_keys` row selected as in [`SELECT_WINDOW`],
+    /// The DEK of a `person_keys` row selected as in [`SELECT_WINDOW`],
     /// read without copying its columns.
-    fn unwrap_row(&self, r: &rusqlite::Row<'_>, keyring_path: &Path) -> Result<Arc<DataKey>, VaultError> {
+    fn unwrap_row(&self, r: &rusqlite::Row<'_>, keyring_path: &Path) -> Result<(DekId, Dek), VaultError> {
         let err = sql_err(&self.path);
         let text = |i: usize| r.get_ref(i).and_then(|v| v.as_str().map_err(Into::into)).map_err(&err);
         let blob = |i: usize| r.get_ref(i).and_then(|v| v.as_blob().map_err(Into::into)).map_err(&err);
-        let (id, dek) = self.unwrap_parts(text(2)?, text(3)?, blob(4)?, blob(5)?, keyring_path)?;
-        Ok(Arc::new(DataKey::new(id, &dek)))
+        self.unwrap_parts(text(2)?, text(3)?, blob(4)?, blob(5)?, keyring_path)
     }
 
     /// Makes every person key handed out so far durable: commits the open
@@ -602,13 +607,16 @@ impl Vault {
         wanted.dedup_by_key(|(s, _)| *s);
         let index = |s: &Slot| wanted.binary_search_by_key(s, |(w, _)| *w).expect("every slot is wanted");
         let mut keys: Vec<Option<PersonKey>> = vec![None; wanted.len()];
+        let mut hits = Vec::new();
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if !cache.is_empty() {
-                for ((s, _), k) in wanted.iter().zip(keys.iter_mut()) {
-                    *k = cache.get(s).map(|k| PersonKey::Key(k.clone()));
-                }
+                hits.extend(wanted.iter().enumerate().filter_map(|(i, (s, _))| Some((i, cache.get(s)?.clone()))));
             }
+        }
+        // Keys are expanded after the lock is released.
+        for (i, (id, dek)) in hits {
+            keys[i] = Some(PersonKey::Key(Arc::new(DataKey::new(id, &dek))));
         }
         // The writer's open transaction, read before the look-ups' snapshot
         // (taken at their first statement). While the same transaction is
@@ -654,9 +662,9 @@ impl Vault {
         }
         let mut fresh_cache = Vec::with_capacity(records.len());
         for (i, key) in records {
-            let key = key?;
-            fresh_cache.push((wanted[i].0, key.clone()));
-            keys[i] = Some(PersonKey::Key(key));
+            let (id, dek) = key?;
+            keys[i] = Some(PersonKey::Key(Arc::new(DataKey::new(id, &dek))));
+            fresh_cache.push((wanted[i].0, (id, dek)));
         }
         // The number of the write transaction the chunk's new keys go into.
         let mut made_in = 0;
@@ -680,7 +688,7 @@ impl Vault {
                 let wrapped = aead::wrap_dek(&self.active.1, &dek_id, &dek, &nonce);
                 let key = DataKey::new(dek_id, &dek);
                 let sealed = key.seal(&identity_ad(p), identity.as_bytes());
-                made.push((i, p.as_str(), dek_id, nonce, wrapped, sealed, Arc::new(key)));
+                made.push((i, p.as_str(), dek_id, nonce, wrapped, sealed, (Arc::new(key), dek)));
             }
             let conn = self.conn();
             if conn.is_autocommit() {
@@ -707,7 +715,7 @@ impl Vault {
                         .map_err(&err)?;
                 let mut add_identity = tx.prepare_cached(INSERT_IDENTITY).map_err(&err)?;
                 let mut add_key = tx.prepare_cached(INSERT_KEY).map_err(&err)?;
-                for (i, p, dek_id, nonce, wrapped, sealed, key) in made {
+                for (i, p, dek_id, nonce, wrapped, sealed, (key, dek)) in made {
                     let s = wanted[i].0;
                     let (rec, taken) = scan_window(&mut window, s, person_row).map_err(&err)?;
                     if let Some(rec) = rec {
@@ -732,7 +740,7 @@ impl Vault {
                             tx.last_insert_rowid()
                         ])
                         .map_err(&err)?;
-                    fresh_cache.push((s, key.clone()));
+                    fresh_cache.push((s, (dek_id, dek)));
                     keys[i] = Some(PersonKey::Key(key));
                 }
             }
@@ -1222,6 +1230,36 @@ mod tests {
         assert_eq!(renewed[0], renewed[2]);
         let bytes = std::fs::read(&path).unwrap();
         assert!(!bytes.windows(first[0].len()).any(|w| w == first[0].as_bytes()), "forgotten dek_id left in the file");
+    }
+
+    /// A person's key is the same key (not only the same id) whether it
+    /// was just made, served from the cache, or read from the vault: a
+    /// token made with any of them decrypts with the others.
+    #[test]
+    fn cached_keys_are_the_persons_keys() {
+        let (_dir, ring, path, v) = new_vault("state/vault.sqlite");
+        let persons: Vec<(String, String)> = (0..40).map(|i| (format!("u_{i}"), format!("{i}@x.test"))).collect();
+        let made = v.person_keys(&persons, false, ring.path()).unwrap();
+        v.sync(0).unwrap();
+        let cached = v.person_keys(&persons, false, ring.path()).unwrap();
+        let read = Vault::open(&path, &ring, false, None).unwrap().person_keys(&persons, false, ring.path()).unwrap();
+        let key = |k: &PersonKey| match k {
+            PersonKey::Key(k) => k.clone(),
+            PersonKey::Forgotten => panic!("nobody was forgotten"),
+        };
+        for (i, ((m, c), r)) in made.iter().zip(&cached).zip(&read).enumerate() {
+            let (m, c, r) = (key(m), key(c), key(r));
+            assert_eq!((m.id(), c.id()), (r.id(), r.id()));
+            let (mut scratch, mut token) = (Vec::new(), Vec::new());
+            m.encrypt_token_into(b"email", format!("{i}@x.test").as_bytes(), &mut scratch, &mut token);
+            let (_, payload) = aead::parse_token(&token).unwrap();
+            for k in [&c, &r] {
+                assert_eq!(k.decrypt_payload(b"email", &payload).unwrap(), format!("{i}@x.test").as_bytes());
+            }
+            if i > 0 {
+                assert!(key(&read[i - 1]).decrypt_payload(b"email", &payload).is_err(), "persons share no key");
+            }
+        }
     }
 
     fn key_ids(ks: &[PersonKey]) -> Vec<String> {
