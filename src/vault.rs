@@ -113,12 +113,14 @@ pub const LOCK_WAIT_SECONDS: u64 = 300;
 /// How often a waiting vault connection tries the lock again, in ms.
 pub const LOCK_POLL_MS: u64 = 50;
 /// Unwrapped person keys kept in memory per vault. Each entry is the DEK
-/// and its id (about 64 bytes with the table's share: about 1 MB in all),
-/// not the expanded key schedule (about 1 KB each): 16 MB of schedules,
-/// live for 16,384 look-ups, made every key expansion and zeroization
-/// miss the CPU's caches, which cost more than the cache saved when few
-/// persons recur (docs/PERFORMANCE.md, "The key cache"). A hit expands the
-/// key again (well under a microsecond, against a few for a look-up).
+/// (in an allocation of its own, zeroized when its last holder drops it)
+/// and its id: about 130 bytes per entry with the table's share, about
+/// 2 MB in all. Not the expanded key schedule (about 1 KB each): 16 MB of
+/// schedules, live for 16,384 look-ups, made every key expansion and
+/// zeroization miss the CPU's caches, which cost more than the cache saved
+/// when few persons recur (docs/PERFORMANCE.md, "The key cache"). A hit
+/// expands the key again (well under a microsecond, against a few for a
+/// look-up).
 const CACHE_KEYS: usize = 16_384;
 /// The writer's page cache, in KiB (`PRAGMA cache_size`; a cap, filled as
 /// pages are changed, and kept until the connection closes): it holds the
@@ -285,7 +287,7 @@ pub struct Vault {
     active: (KekId, Kek),
     retired_file: Option<PathBuf>,
     /// Recently used person keys (see [`CACHE_KEYS`]).
-    cache: Mutex<foldhash::HashMap<Slot, (DekId, Dek)>>,
+    cache: Mutex<foldhash::HashMap<Slot, (DekId, Arc<Dek>)>>,
     /// Chunks written in the open write transaction (under the connection lock).
     pending: AtomicUsize,
     /// The number of the writer's open write transaction of new persons, 0
@@ -451,12 +453,15 @@ impl Vault {
     }
 
     /// The DEK of a `person_keys` row selected as in [`SELECT_WINDOW`],
-    /// read without copying its columns.
-    fn unwrap_row(&self, r: &rusqlite::Row<'_>, keyring_path: &Path) -> Result<(DekId, Dek), VaultError> {
+    /// read without copying its columns. The DEK is put in an allocation of
+    /// its own at once, so the vectors and the cache that hold it copy only
+    /// a pointer, and no copy of it outlives its zeroization.
+    fn unwrap_row(&self, r: &rusqlite::Row<'_>, keyring_path: &Path) -> Result<(DekId, Arc<Dek>), VaultError> {
         let err = sql_err(&self.path);
         let text = |i: usize| r.get_ref(i).and_then(|v| v.as_str().map_err(Into::into)).map_err(&err);
         let blob = |i: usize| r.get_ref(i).and_then(|v| v.as_blob().map_err(Into::into)).map_err(&err);
-        self.unwrap_parts(text(2)?, text(3)?, blob(4)?, blob(5)?, keyring_path)
+        let (id, dek) = self.unwrap_parts(text(2)?, text(3)?, blob(4)?, blob(5)?, keyring_path)?;
+        Ok((id, Arc::new(dek)))
     }
 
     /// Makes every person key handed out so far durable: commits the open
@@ -682,7 +687,7 @@ impl Vault {
             let mut made = Vec::with_capacity(missing.len());
             for &i in &missing {
                 let (p, identity) = &persons[wanted[i].1];
-                let dek = aead::random_dek();
+                let dek = Arc::new(aead::random_dek());
                 let dek_id = DekId::generate();
                 let nonce = aead::random_nonce();
                 let wrapped = aead::wrap_dek(&self.active.1, &dek_id, &dek, &nonce);
@@ -1233,16 +1238,22 @@ mod tests {
     }
 
     /// A person's key is the same key (not only the same id) whether it
-    /// was just made, served from the cache, or read from the vault: a
-    /// token made with any of them decrypts with the others.
+    /// was just made, read from the vault, or served from the cache (with
+    /// the vault's rows deleted, so that only the cache can answer): a token
+    /// made with any of them decrypts with the others.
     #[test]
     fn cached_keys_are_the_persons_keys() {
         let (_dir, ring, path, v) = new_vault("state/vault.sqlite");
         let persons: Vec<(String, String)> = (0..40).map(|i| (format!("u_{i}"), format!("{i}@x.test"))).collect();
         let made = v.person_keys(&persons, false, ring.path()).unwrap();
         v.sync(0).unwrap();
-        let cached = v.person_keys(&persons, false, ring.path()).unwrap();
+        assert_eq!(v.cache.lock().unwrap().len(), persons.len());
         let read = Vault::open(&path, &ring, false, None).unwrap().person_keys(&persons, false, ring.path()).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("DELETE FROM person_keys; DELETE FROM person_keys_staged;")
+            .unwrap();
+        let cached = v.person_keys(&persons, false, ring.path()).unwrap();
         let key = |k: &PersonKey| match k {
             PersonKey::Key(k) => k.clone(),
             PersonKey::Forgotten => panic!("nobody was forgotten"),

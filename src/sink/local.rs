@@ -2,12 +2,12 @@
 //! in the target folder, fsynced and closed when finished, and
 //! hard-linked/renamed into place with no-clobber semantics.
 //!
-//! While a file is written, the kernel is asked every
+//! On Linux, while a file is written, the kernel is asked every
 //! [`WRITEBACK_BYTES`] to start writing the bytes written since to disk
 //! (`posix_fadvise(2)` with `POSIX_FADV_DONTNEED`, which on Linux starts
 //! writeback without waiting), so that the fsync when the file is finished
 //! waits for the last few MiB only, not for the whole file: on a 570 MB
-//! output that fsync took about 0.27 s of a 2 s run.
+//! output that fsync took 0.24–0.27 s of a 2 s run.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -64,12 +64,14 @@ impl Writeback {
 
     /// Asks the kernel to start writing `started..written` to disk, without
     /// waiting. On Linux, `POSIX_FADV_DONTNEED` starts writeback of the
-    /// range's dirty pages (`WB_SYNC_NONE`) and then drops only its clean
-    /// pages; the range was just written, so its pages are still dirty or
-    /// under writeback and stay cached. A hint: it reports no write error
-    /// (the fsync at [`PendingOutput::finish`] does), so its result is
-    /// ignored.
+    /// range's dirty pages (`WB_SYNC_NONE`), then drops the range's pages
+    /// that are already clean (harmless: nothing reads the output back; it
+    /// is hashed as it is written). It never drops a dirty page or one under
+    /// writeback, and does nothing on tmpfs. A hint: it reports no write
+    /// error (the fsync at [`PendingOutput::finish`] does, on the same
+    /// descriptor), so its result is ignored. Elsewhere it does nothing.
     fn start_writeback(&mut self) {
+        #[cfg(target_os = "linux")]
         if let Some(len) = std::num::NonZeroU64::new(self.written - self.started) {
             let _ = rustix::fs::fadvise(self.tmp.as_file(), self.started, Some(len), rustix::fs::Advice::DontNeed);
         }
@@ -261,7 +263,8 @@ mod tests {
     }
 
     /// Writeback is requested for each full [`WRITEBACK_BYTES`] written,
-    /// and the file keeps every byte.
+    /// over contiguous ranges from the start, and the file keeps every
+    /// byte.
     #[test]
     fn writeback_is_requested_every_writeback_bytes() {
         let dir = tempfile::tempdir().unwrap();
@@ -270,23 +273,44 @@ mod tests {
         let mut w = Writeback::new(tmp);
         let piece: Vec<u8> = (0..100_003u32).map(|i| (i % 251) as u8).collect();
         let mut expected = Vec::new();
-        let mut kicked = Vec::new();
+        // The ends of the ranges requested so far (each range starts where
+        // the one before ended, at 0 first).
+        let mut ends = Vec::new();
         while expected.len() < 20 << 20 {
             w.write_all(&piece).unwrap();
             expected.extend_from_slice(&piece);
-            if kicked.last() != Some(&w.started) {
-                kicked.push(w.started);
+            if w.started != ends.last().copied().unwrap_or(0) {
+                ends.push(w.started);
             }
         }
         assert_eq!(w.written, expected.len() as u64);
-        // Requests start at 0 and cover 8 MiB (plus the last write's
-        // overshoot) each.
-        assert_eq!(kicked.len(), 3, "{kicked:?}");
-        assert!(kicked[1] >= WRITEBACK_BYTES && kicked[1] < WRITEBACK_BYTES + piece.len() as u64, "{kicked:?}");
-        assert!(kicked[2] - kicked[1] >= WRITEBACK_BYTES, "{kicked:?}");
-        // The hint is accepted by this file system.
+        assert_eq!(ends.len(), 2, "{ends:?}");
+        assert!((WRITEBACK_BYTES..WRITEBACK_BYTES + piece.len() as u64).contains(&ends[0]), "{ends:?}");
+        assert!((WRITEBACK_BYTES..WRITEBACK_BYTES + piece.len() as u64).contains(&(ends[1] - ends[0])), "{ends:?}");
+        // The hint is accepted for a range of this file.
+        #[cfg(target_os = "linux")]
         rustix::fs::fadvise(w.tmp.as_file(), 0, None, rustix::fs::Advice::DontNeed).unwrap();
         w.flush().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+
+    /// An output of several [`WRITEBACK_BYTES`] written through the sink
+    /// in uneven pieces is published whole.
+    #[test]
+    fn a_large_output_is_published_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(dir.path().to_owned());
+        let mut p = sink.create("big.csv").unwrap();
+        let mut expected = Vec::new();
+        let mut n = 0u32;
+        while expected.len() < 3 * WRITEBACK_BYTES as usize + 12_345 {
+            let piece: Vec<u8> = (0..(n % 7 + 1) * 70_001).map(|i| (i.wrapping_mul(n + 1) % 253) as u8).collect();
+            p.write_all(&piece).unwrap();
+            expected.extend_from_slice(&piece);
+            n += 1;
+        }
+        p.finish().unwrap();
+        p.commit().unwrap();
+        assert_eq!(std::fs::read(dir.path().join("big.csv")).unwrap(), expected);
     }
 }
