@@ -75,7 +75,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -288,6 +288,12 @@ pub struct Vault {
     retired_file: Option<PathBuf>,
     /// Recently used person keys (see [`CACHE_KEYS`]).
     cache: Mutex<foldhash::HashMap<Slot, (DekId, Arc<Dek>)>>,
+    /// A read-only connection that only asks `PRAGMA data_version`, opened
+    /// at the first look-up: see [`Vault::cache_epoch`].
+    watch: Mutex<Option<Connection>>,
+    /// The highest `data_version` the watch connection has returned (0:
+    /// none yet); changed under the cache's lock.
+    data_version: AtomicI64,
     /// Chunks written in the open write transaction (under the connection lock).
     pending: AtomicUsize,
     /// The number of the writer's open write transaction of new persons, 0
@@ -381,6 +387,8 @@ impl Vault {
             active: (aid.clone(), akek.clone()),
             retired_file,
             cache: Mutex::new(foldhash::HashMap::default()),
+            watch: Mutex::new(None),
+            data_version: AtomicI64::new(0),
             pending: AtomicUsize::new(0),
             open_tx: AtomicU64::new(0),
             tx_seq: AtomicU64::new(0),
@@ -420,6 +428,41 @@ impl Vault {
         let out = f(&conn).map_err(&err);
         self.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
         out
+    }
+
+    /// Empties the key cache when the vault changed since the cache was
+    /// filled, and returns the change count (`PRAGMA data_version` of a
+    /// connection of its own, which changes whenever any other connection
+    /// commits: a `forget` or another piigate, and this vault's own writer)
+    /// that keys looked up from now on may be cached under. Without it, a
+    /// long `run --watch` would keep serving a person forgotten by another
+    /// process from its cache, past the `forgotten` policy.
+    ///
+    /// # Errors
+    /// [`VaultError::Sql`].
+    fn cache_epoch(&self) -> Result<i64, VaultError> {
+        let err = sql_err(&self.path);
+        let version: i64 = {
+            let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+            let conn = match &mut *watch {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open(&self.path).map_err(&err)?;
+                    c.busy_handler(Some(wait_for_lock)).map_err(&err)?;
+                    c.execute_batch("PRAGMA query_only = ON;").map_err(&err)?;
+                    watch.insert(c)
+                }
+            };
+            conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(&err)?
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        // The count only grows on one connection; a caller that read an
+        // older one than another caller leaves the newer one in place.
+        if version > self.data_version.load(Ordering::SeqCst) {
+            self.data_version.store(version, Ordering::SeqCst);
+            cache.clear();
+        }
+        Ok(version)
     }
 
     fn unwrap(&self, rec: &PersonRecord, keyring_path: &Path) -> Result<DataKey, VaultError> {
@@ -612,6 +655,7 @@ impl Vault {
         wanted.dedup_by_key(|(s, _)| *s);
         let index = |s: &Slot| wanted.binary_search_by_key(s, |(w, _)| *w).expect("every slot is wanted");
         let mut keys: Vec<Option<PersonKey>> = vec![None; wanted.len()];
+        let epoch = self.cache_epoch()?;
         let mut hits = Vec::new();
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -764,6 +808,12 @@ impl Vault {
             // whose mark is past it would sync); under the cache lock, so a
             // loss noted meanwhile has cleared the cache already.
             if made_in != 0 && self.lost_tx.load(Ordering::SeqCst) >= made_in {
+                fresh_cache.clear();
+            }
+            // Keys looked up before the vault changed (a person may have
+            // been forgotten since) stay out; the cache was emptied when
+            // the change was seen.
+            if self.data_version.load(Ordering::SeqCst) != epoch {
                 fresh_cache.clear();
             }
             if cache.len() + fresh_cache.len() > CACHE_KEYS {
@@ -1239,20 +1289,21 @@ mod tests {
 
     /// A person's key is the same key (not only the same id) whether it
     /// was just made, read from the vault, or served from the cache (with
-    /// the vault's rows deleted, so that only the cache can answer): a token
+    /// the vault out of reach, so that only the cache can answer): a token
     /// made with any of them decrypts with the others.
     #[test]
     fn cached_keys_are_the_persons_keys() {
-        let (_dir, ring, path, v) = new_vault("state/vault.sqlite");
+        let (dir, ring, path, mut v) = new_vault("state/vault.sqlite");
         let persons: Vec<(String, String)> = (0..40).map(|i| (format!("u_{i}"), format!("{i}@x.test"))).collect();
         let made = v.person_keys(&persons, false, ring.path()).unwrap();
         v.sync(0).unwrap();
-        assert_eq!(v.cache.lock().unwrap().len(), persons.len());
         let read = Vault::open(&path, &ring, false, None).unwrap().person_keys(&persons, false, ring.path()).unwrap();
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch("DELETE FROM person_keys; DELETE FROM person_keys_staged;")
-            .unwrap();
+        // The commit emptied the cache; this look-up fills it again.
+        v.person_keys(&persons, false, ring.path()).unwrap();
+        assert_eq!(v.cache.lock().unwrap().len(), persons.len());
+        // Any statement now fails (an empty database has no tables).
+        v.readers.lock().unwrap().clear();
+        v.path = dir.path().join("elsewhere.sqlite");
         let cached = v.person_keys(&persons, false, ring.path()).unwrap();
         let key = |k: &PersonKey| match k {
             PersonKey::Key(k) => k.clone(),
@@ -1271,6 +1322,31 @@ mod tests {
                 assert!(key(&read[i - 1]).decrypt_payload(b"email", &payload).is_err(), "persons share no key");
             }
         }
+        let unknown = vec![("u_new".to_owned(), "new@x.test".to_owned())];
+        assert!(v.person_keys(&unknown, false, ring.path()).is_err(), "the vault is out of reach");
+    }
+
+    /// A person forgotten through another connection (another piigate
+    /// process) is not served from the cache of a vault that had their key:
+    /// a long-running `run --watch` applies the forgotten policy to them
+    /// from its next look-up on.
+    #[test]
+    fn a_person_forgotten_elsewhere_is_not_served_from_the_cache() {
+        let (_dir, ring, path, v) = new_vault("state/vault.sqlite");
+        let persons = vec![("u_a".to_owned(), "a@x.test".to_owned()), ("u_b".to_owned(), "b@x.test".to_owned())];
+        let first = key_ids(&v.person_keys(&persons, false, ring.path()).unwrap());
+        v.sync(0).unwrap();
+        assert_eq!(key_ids(&v.person_keys(&persons, false, ring.path()).unwrap()), first);
+        let other = Vault::open(&path, &ring, false, None).unwrap();
+        assert_eq!(other.forget(&["u_a".into()]).unwrap().forgotten, 1);
+        assert_eq!(
+            key_ids(&v.person_keys(&persons, false, ring.path()).unwrap()),
+            vec!["-".to_string(), first[1].clone()]
+        );
+        // With `forgotten = "new-key"`, a new key.
+        let renewed = key_ids(&v.person_keys(&persons, true, ring.path()).unwrap());
+        assert_ne!(renewed[0], first[0]);
+        assert_eq!(renewed[1], first[1]);
     }
 
     fn key_ids(ks: &[PersonKey]) -> Vec<String> {
