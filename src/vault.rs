@@ -436,7 +436,11 @@ impl Vault {
     /// commits: a `forget` or another piigate, and this vault's own writer)
     /// that keys looked up from now on may be cached under. Without it, a
     /// long `run --watch` would keep serving a person forgotten by another
-    /// process from its cache, past the `forgotten` policy.
+    /// process from its cache, past the `forgotten` policy. The writer's own
+    /// commits (at the end of a file that met new persons, every
+    /// [`CHUNKS_PER_COMMIT`] chunks of them, a merge) empty it too, so the
+    /// cache serves persons who recur within a file, or across files whose
+    /// persons were all known.
     ///
     /// # Errors
     /// [`VaultError::Sql`].
@@ -453,7 +457,9 @@ impl Vault {
                     watch.insert(c)
                 }
             };
-            conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(&err)?
+            conn.prepare_cached("PRAGMA data_version")
+                .and_then(|mut st| st.query_row([], |r| r.get(0)))
+                .map_err(&err)?
         };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         // The count only grows on one connection; a caller that read an
@@ -1295,16 +1301,26 @@ mod tests {
     fn cached_keys_are_the_persons_keys() {
         let (dir, ring, path, mut v) = new_vault("state/vault.sqlite");
         let persons: Vec<(String, String)> = (0..40).map(|i| (format!("u_{i}"), format!("{i}@x.test"))).collect();
+        // Any look-up fails while `v` is pointed elsewhere: readers open an
+        // empty database, which has no tables (the watch connection and the
+        // writer stay on the vault).
+        let elsewhere = dir.path().join("elsewhere.sqlite");
+        let out_of_reach = |v: &mut Vault| {
+            v.readers.lock().unwrap().clear();
+            v.path = elsewhere.clone();
+        };
         let made = v.person_keys(&persons, false, ring.path()).unwrap();
+        out_of_reach(&mut v);
+        let cached_new = v.person_keys(&persons, false, ring.path()).unwrap();
+        v.path = path.clone();
         v.sync(0).unwrap();
         let read = Vault::open(&path, &ring, false, None).unwrap().person_keys(&persons, false, ring.path()).unwrap();
         // The commit emptied the cache; this look-up fills it again.
         v.person_keys(&persons, false, ring.path()).unwrap();
         assert_eq!(v.cache.lock().unwrap().len(), persons.len());
-        // Any statement now fails (an empty database has no tables).
-        v.readers.lock().unwrap().clear();
-        v.path = dir.path().join("elsewhere.sqlite");
+        out_of_reach(&mut v);
         let cached = v.person_keys(&persons, false, ring.path()).unwrap();
+        assert_eq!(key_ids(&cached_new), key_ids(&made));
         let key = |k: &PersonKey| match k {
             PersonKey::Key(k) => k.clone(),
             PersonKey::Forgotten => panic!("nobody was forgotten"),
@@ -1315,7 +1331,7 @@ mod tests {
             let (mut scratch, mut token) = (Vec::new(), Vec::new());
             m.encrypt_token_into(b"email", format!("{i}@x.test").as_bytes(), &mut scratch, &mut token);
             let (_, payload) = aead::parse_token(&token).unwrap();
-            for k in [&c, &r] {
+            for k in [&c, &r, &key(&cached_new[i])] {
                 assert_eq!(k.decrypt_payload(b"email", &payload).unwrap(), format!("{i}@x.test").as_bytes());
             }
             if i > 0 {
