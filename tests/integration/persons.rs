@@ -119,6 +119,58 @@ fn forget_erases_one_person_in_earlier_outputs_and_reveal_follows() {
     }
 }
 
+/// A `run --watch` that holds a person's key in its cache applies a
+/// `forget` made by another process meanwhile to that person's next rows
+/// (rejected under `forgotten = "reject"`), without a restart.
+#[test]
+fn a_watcher_applies_a_forget_made_beside_it() {
+    use std::time::{Duration, Instant};
+    let wd = identity_workdir("reject");
+    let csvs =
+        |wd: &Workdir| -> Vec<String> { wd.list("outbox").into_iter().filter(|n| n.ends_with(".csv")).collect() };
+    wd.write("inbox/monday.csv", GOOD);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_piigate"))
+        .current_dir(wd.dir.path())
+        .args(["run", "--config", "piigate.toml", "--watch", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while wd.list("archive").is_empty() {
+        assert!(Instant::now() < deadline, "the watcher did not process the first file");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ana = pseudonym_of(&wd, "ana.test@example.test");
+    let run = wd.piigate(&["forget", "--config", "piigate.toml", "--pseudonym", &ana]);
+    run.expect_ok();
+    assert!(run.stderr().contains("1 person(s) forgotten"), "{}", run.describe());
+    wd.write("inbox/tuesday.csv", GOOD);
+    while wd.list("archive").len() < 2 {
+        assert!(Instant::now() < deadline, "the watcher did not process the second file");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let second = csvs(&wd).into_iter().find(|n| n.starts_with("tuesday")).expect("the second output");
+    let keys = row_keys(&wd, &format!("outbox/{second}"));
+    assert_eq!(keys.len(), 3, "Ana's two rows are rejected: {keys:?}");
+    assert!(keys.iter().all(|(p, _)| *p != ana), "{keys:?}");
+    let reports: Vec<String> = wd.list("state/runs");
+    let rejected: Vec<(u64, String)> = reports
+        .iter()
+        .flat_map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&wd.read(&format!("state/runs/{r}"))).unwrap();
+            v["files"].as_array().cloned().unwrap_or_default()
+        })
+        .filter(|f| f["input"].as_str().is_some_and(|i| i.contains("tuesday")))
+        .flat_map(|f| f["rejects"].as_array().cloned().unwrap_or_default())
+        .map(|r| (r["line"].as_u64().unwrap(), r["kind"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(rejected, [(2, "forgotten".to_owned()), (3, "forgotten".to_owned())]);
+}
+
 #[test]
 fn new_key_policy_gives_a_fresh_key_and_rewrap_covers_person_keys() {
     let wd = identity_workdir("new-key");
