@@ -414,11 +414,9 @@ impl Vault {
         let conn = match idle {
             Some(c) => c,
             None => {
-                let c = Connection::open(&self.path).map_err(&err)?;
-                c.busy_handler(Some(wait_for_lock)).map_err(&err)?;
+                let c = self.open_read_only()?;
                 c.execute_batch(&format!(
-                    "PRAGMA query_only = ON;
-                     PRAGMA cache_size = -{READER_CACHE_KIB};
+                    "PRAGMA cache_size = -{READER_CACHE_KIB};
                      PRAGMA mmap_size = {READER_MMAP_BYTES};"
                 ))
                 .map_err(&err)?;
@@ -428,6 +426,19 @@ impl Vault {
         let out = f(&conn).map_err(&err);
         self.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
         out
+    }
+
+    /// A new connection to the vault that only reads (`query_only`), waiting
+    /// for locks like the writer.
+    ///
+    /// # Errors
+    /// [`VaultError::Sql`].
+    fn open_read_only(&self) -> Result<Connection, VaultError> {
+        let err = sql_err(&self.path);
+        let c = Connection::open(&self.path).map_err(&err)?;
+        c.busy_handler(Some(wait_for_lock)).map_err(&err)?;
+        c.execute_batch("PRAGMA query_only = ON;").map_err(&err)?;
+        Ok(c)
     }
 
     /// Empties the key cache when the vault changed since the cache was
@@ -450,12 +461,7 @@ impl Vault {
             let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
             let conn = match &mut *watch {
                 Some(c) => c,
-                None => {
-                    let c = Connection::open(&self.path).map_err(&err)?;
-                    c.busy_handler(Some(wait_for_lock)).map_err(&err)?;
-                    c.execute_batch("PRAGMA query_only = ON;").map_err(&err)?;
-                    watch.insert(c)
-                }
+                None => watch.insert(self.open_read_only()?),
             };
             conn.prepare_cached("PRAGMA data_version")
                 .and_then(|mut st| st.query_row([], |r| r.get(0)))

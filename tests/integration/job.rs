@@ -12,7 +12,7 @@ fn run(wd: &Workdir, extra: &[&str]) -> crate::workdir::Run {
     wd.piigate(&args)
 }
 
-fn csvs(wd: &Workdir) -> Vec<String> {
+pub fn csvs(wd: &Workdir) -> Vec<String> {
     wd.list("outbox").into_iter().filter(|n| n.ends_with(".csv")).collect()
 }
 
@@ -124,12 +124,7 @@ pub fn big_input(rows: usize) -> String {
 fn kill_9_mid_file_leaves_no_final_output_and_the_next_run_completes_once() {
     let wd = Workdir::new("");
     wd.write("inbox/big.csv", big_input(600_000));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_piigate"))
-        .current_dir(wd.dir.path())
-        .args(["run", "--config", "piigate.toml", "--jobs", "1"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = wd.spawn_piigate(&["run", "--config", "piigate.toml", "--jobs", "1"], std::process::Stdio::null());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if wd.list("outbox").iter().any(|n| n.ends_with(".partial")) {
@@ -160,26 +155,16 @@ fn kill_9_mid_file_leaves_no_final_output_and_the_next_run_completes_once() {
 fn watch_stops_cleanly_on_sigterm_and_logs_json() {
     let wd = Workdir::new("");
     wd.write("inbox/good.csv", GOOD);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_piigate"))
-        .current_dir(wd.dir.path())
-        .args(["run", "--config", "piigate.toml", "--watch", "1", "--log-format", "json"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = wd.spawn_piigate(
+        &["run", "--config", "piigate.toml", "--watch", "1", "--log-format", "json"],
+        std::process::Stdio::piped(),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while wd.list("archive").is_empty() {
-        assert!(Instant::now() < deadline, "the watcher did not process the file");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wd.wait_for_files("archive", 1, deadline, "the watcher did not process the file");
     // A file arriving later is picked up on a later poll.
     wd.write("inbox/later.csv", GOOD);
-    while wd.list("archive").len() < 2 {
-        assert!(Instant::now() < deadline, "the watcher did not pick up the second file");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
+    wd.wait_for_files("archive", 2, deadline, "the watcher did not pick up the second file");
+    let out = crate::workdir::stop(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     for line in stderr.lines() {

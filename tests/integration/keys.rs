@@ -400,12 +400,7 @@ fn killed_rewrap_leaves_the_old_or_the_new_keystore() {
 
     let mut outcomes = BTreeSet::new();
     for delay_ms in [0u64, 20, 60, 120, 250, 500] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_piigate"))
-            .current_dir(wd.dir.path())
-            .args(["keys", "rewrap", "--config", "piigate.toml"])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = wd.spawn_piigate(&["keys", "rewrap", "--config", "piigate.toml"], std::process::Stdio::null());
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();

@@ -126,34 +126,19 @@ fn forget_erases_one_person_in_earlier_outputs_and_reveal_follows() {
 fn a_watcher_applies_a_forget_made_beside_it() {
     use std::time::{Duration, Instant};
     let wd = identity_workdir("reject");
-    let csvs =
-        |wd: &Workdir| -> Vec<String> { wd.list("outbox").into_iter().filter(|n| n.ends_with(".csv")).collect() };
     wd.write("inbox/monday.csv", GOOD);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_piigate"))
-        .current_dir(wd.dir.path())
-        .args(["run", "--config", "piigate.toml", "--watch", "1"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = wd.spawn_piigate(&["run", "--config", "piigate.toml", "--watch", "1"], std::process::Stdio::piped());
     let deadline = Instant::now() + Duration::from_secs(60);
-    while wd.list("archive").is_empty() {
-        assert!(Instant::now() < deadline, "the watcher did not process the first file");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wd.wait_for_files("archive", 1, deadline, "the watcher did not process the first file");
     let ana = pseudonym_of(&wd, "ana.test@example.test");
     let run = wd.piigate(&["forget", "--config", "piigate.toml", "--pseudonym", &ana]);
     run.expect_ok();
     assert!(run.stderr().contains("1 person(s) forgotten"), "{}", run.describe());
     wd.write("inbox/tuesday.csv", GOOD);
-    while wd.list("archive").len() < 2 {
-        assert!(Instant::now() < deadline, "the watcher did not process the second file");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
+    wd.wait_for_files("archive", 2, deadline, "the watcher did not process the second file");
+    let out = crate::workdir::stop(child);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let second = csvs(&wd).into_iter().find(|n| n.starts_with("tuesday")).expect("the second output");
+    let second = crate::job::csvs(&wd).into_iter().find(|n| n.starts_with("tuesday")).expect("the second output");
     let keys = row_keys(&wd, &format!("outbox/{second}"));
     assert_eq!(keys.len(), 3, "Ana's two rows are rejected: {keys:?}");
     assert!(keys.iter().all(|(p, _)| *p != ana), "{keys:?}");

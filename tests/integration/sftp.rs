@@ -195,12 +195,7 @@ fn server_dying_mid_file_fails_without_quarantine_and_the_next_run_completes() {
     let mut sshd = Sshd::start();
     let wd = sftp_workdir(&sshd, &key_auth(&sshd));
     upload(&sshd, &wd, "big.csv", &crate::job::big_input(200_000));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_piigate"))
-        .current_dir(wd.dir.path())
-        .args(["run", "--config", "piigate.toml", "--jobs", "1"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = wd.spawn_piigate(&["run", "--config", "piigate.toml", "--jobs", "1"], std::process::Stdio::piped());
     let deadline = Instant::now() + Duration::from_secs(60);
     let outbox = sshd.root().join("outbox");
     while !list(&outbox).iter().any(|n| n.ends_with(".partial")) {

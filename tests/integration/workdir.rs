@@ -3,7 +3,8 @@
 //! an expectation fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub struct Workdir {
     pub dir: tempfile::TempDir,
@@ -167,13 +168,35 @@ default_region = "US"
     }
 
     pub fn piigate_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_piigate"));
-        cmd.current_dir(self.dir.path()).args(args).env_remove("PIIGATE_KEYRING").env_remove("RUST_LOG");
+        let mut cmd = self.command(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
         let out = cmd.output().expect("running piigate");
         Run { cmdline: format!("piigate {}", args.join(" ")), out }
+    }
+
+    /// `piigate ARGS` in this folder, without the caller's keyring or log
+    /// settings.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_piigate"));
+        cmd.current_dir(self.dir.path()).args(args).env_remove("PIIGATE_KEYRING").env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Starts `piigate ARGS` in the background, its standard error going to
+    /// `stderr` (piped: read it with `wait_with_output`).
+    pub fn spawn_piigate(&self, args: &[&str], stderr: Stdio) -> Child {
+        self.command(args).stderr(stderr).spawn().expect("starting piigate")
+    }
+
+    /// Waits until `rel` holds at least `n` files, polling every 50 ms;
+    /// panics with `what` once `deadline` has passed.
+    pub fn wait_for_files(&self, rel: &str, n: usize, deadline: Instant, what: &str) {
+        while self.list(rel).len() < n {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Files directly in `rel`, sorted by name.
@@ -256,4 +279,12 @@ default_region = "US"
 pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
     let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(text.as_bytes());
     r.records().map(|rec| rec.unwrap().iter().map(str::to_owned).collect()).collect()
+}
+
+/// Stops a background piigate (a `run --watch`) with SIGTERM and collects
+/// its exit status and output.
+pub fn stop(child: Child) -> Output {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    child.wait_with_output().unwrap()
 }
