@@ -95,8 +95,8 @@ pub fn unwrap_dek(kek: &Kek, dek_id: &DekId, nonce: &[u8], wrapped: &[u8]) -> Re
 }
 
 /// A KEK expanded once for unwrapping many DEKs (the per-person key vault
-/// unwraps one per person it looks up). Zeroized on drop by the `aes`
-/// crate, like [`DataKey`].
+/// unwraps one per person it looks up). Its AES key schedule is zeroized
+/// on drop by the `aes` crate, like [`DataKey`]'s.
 pub struct KekCipher(Aes256Gcm);
 
 impl KekCipher {
@@ -134,7 +134,10 @@ impl KekCipher {
 }
 
 /// A data key ready for use: its identifier and the expanded AES key
-/// schedule (zeroized on drop by the `aes` crate).
+/// schedule (zeroized on drop by the `aes` crate, through its `zeroize`
+/// feature). The GHASH key H = AES(K, 0^128) it also holds is not:
+/// `polyval` 0.6's CPU-detecting backend never drops its state. H does not
+/// give K.
 pub struct DataKey {
     id: DekId,
     cipher: Aes256Gcm,
@@ -252,6 +255,15 @@ pub fn parse_token(token: &[u8]) -> Result<(DekId, Vec<u8>), CryptoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The expanded AES key schedules zeroize on drop: the one under
+    /// AES-GCM and AES-SIV (its CTR and CMAC). Without the `aes` crate's
+    /// `zeroize` feature this does not compile.
+    #[test]
+    fn key_schedules_zeroize_on_drop() {
+        fn zeroizes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroizes_on_drop::<aes::Aes256>();
+    }
 
     #[test]
     fn wrap_round_trip_and_ad_binding() {
