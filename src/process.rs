@@ -17,7 +17,7 @@ use crate::report::{FileReport, FileStatus, OutputReport, Reporter, MAX_LISTED_R
 use crate::settings::{ForgottenPolicy, ManifestKind, Settings, UnflaggedPii};
 use crate::sink::Sink;
 use crate::transform::engine::{self, DataKeySource, EngineError, EngineOptions, FileJob};
-use crate::transform::PersonKeySource;
+use crate::transform::{PersonDek, PersonKeySource};
 
 /// Data keys from the keyring's active KEK, recorded in the keystore
 /// before they are used.
@@ -61,12 +61,12 @@ impl VaultKeys {
 }
 
 impl PersonKeySource for VaultKeys {
-    fn person_keys(&self, persons: &[(String, String)]) -> Result<Vec<Option<Arc<DataKey>>>, String> {
+    fn person_keys(&self, persons: &[(String, String)]) -> Result<Vec<Option<PersonDek>>, String> {
         let keys = self.vault.person_keys(persons, self.new_key, &self.keyring_path).map_err(|e| e.to_string())?;
         Ok(keys
             .into_iter()
             .map(|k| match k {
-                crate::vault::PersonKey::Key(k) => Some(k),
+                crate::vault::PersonKey::Key(id, dek) => Some((id, dek)),
                 crate::vault::PersonKey::Forgotten => None,
             })
             .collect())

@@ -230,8 +230,11 @@ pub struct PersonRecord {
 /// The outcome of looking up one person while processing.
 #[derive(Clone)]
 pub enum PersonKey {
-    /// The person's data key (made now if they had none).
-    Key(Arc<DataKey>),
+    /// The person's DEK (made now if they had none) and its id. The DEK is
+    /// in an allocation of its own, which the key cache shares, and is
+    /// zeroized when its last holder drops it; the caller expands it
+    /// ([`DataKey::new`]) for the person's rows.
+    Key(DekId, Arc<Dek>),
     /// The person was forgotten and `[keys] forgotten = "reject"`.
     Forgotten,
 }
@@ -675,9 +678,8 @@ impl Vault {
                 hits.extend(wanted.iter().enumerate().filter_map(|(i, (s, _))| Some((i, cache.get(s)?.clone()))));
             }
         }
-        // Keys are expanded after the lock is released.
         for (i, (id, dek)) in hits {
-            keys[i] = Some(PersonKey::Key(Arc::new(DataKey::new(id, &dek))));
+            keys[i] = Some(PersonKey::Key(id, dek));
         }
         // The writer's open transaction, read before the look-ups' snapshot
         // (taken at their first statement). While the same transaction is
@@ -724,7 +726,7 @@ impl Vault {
         let mut fresh_cache = Vec::with_capacity(records.len());
         for (i, key) in records {
             let (id, dek) = key?;
-            keys[i] = Some(PersonKey::Key(Arc::new(DataKey::new(id, &dek))));
+            keys[i] = Some(PersonKey::Key(id, Arc::clone(&dek)));
             fresh_cache.push((wanted[i].0, (id, dek)));
         }
         // The number of the write transaction the chunk's new keys go into.
@@ -747,9 +749,8 @@ impl Vault {
                 let dek_id = DekId::generate();
                 let nonce = aead::random_nonce();
                 let wrapped = aead::wrap_dek(&self.active.1, &dek_id, &dek, &nonce);
-                let key = DataKey::new(dek_id, &dek);
-                let sealed = key.seal(&identity_ad(p), identity.as_bytes());
-                made.push((i, p.as_str(), dek_id, nonce, wrapped, sealed, (Arc::new(key), dek)));
+                let sealed = DataKey::new(dek_id, &dek).seal(&identity_ad(p), identity.as_bytes());
+                made.push((i, p.as_str(), dek_id, nonce, wrapped, sealed, dek));
             }
             let conn = self.conn();
             if conn.is_autocommit() {
@@ -776,7 +777,7 @@ impl Vault {
                         .map_err(&err)?;
                 let mut add_identity = tx.prepare_cached(INSERT_IDENTITY).map_err(&err)?;
                 let mut add_key = tx.prepare_cached(INSERT_KEY).map_err(&err)?;
-                for (i, p, dek_id, nonce, wrapped, sealed, (key, dek)) in made {
+                for (i, p, dek_id, nonce, wrapped, sealed, dek) in made {
                     let s = wanted[i].0;
                     let (rec, taken) = scan_window(&mut window, s, person_row).map_err(&err)?;
                     if let Some(rec) = rec {
@@ -801,8 +802,8 @@ impl Vault {
                             tx.last_insert_rowid()
                         ])
                         .map_err(&err)?;
+                    keys[i] = Some(PersonKey::Key(dek_id, Arc::clone(&dek)));
                     fresh_cache.push((s, (dek_id, dek)));
-                    keys[i] = Some(PersonKey::Key(key));
                 }
             }
             let n = self.pending.fetch_add(1, Ordering::Relaxed) + 1;
@@ -811,7 +812,8 @@ impl Vault {
             }
             drop(conn);
             for (i, rec) in &raced {
-                keys[*i] = Some(PersonKey::Key(Arc::new(self.unwrap(rec, keyring_path)?)));
+                let (id, dek) = self.unwrap_dek(rec, keyring_path)?;
+                keys[*i] = Some(PersonKey::Key(id, Arc::new(dek)));
             }
         }
         if !fresh_cache.is_empty() {
@@ -1328,7 +1330,7 @@ mod tests {
         let cached = v.person_keys(&persons, false, ring.path()).unwrap();
         assert_eq!(key_ids(&cached_new), key_ids(&made));
         let key = |k: &PersonKey| match k {
-            PersonKey::Key(k) => k.clone(),
+            PersonKey::Key(id, dek) => DataKey::new(*id, dek),
             PersonKey::Forgotten => panic!("nobody was forgotten"),
         };
         for (i, ((m, c), r)) in made.iter().zip(&cached).zip(&read).enumerate() {
@@ -1374,7 +1376,7 @@ mod tests {
     fn key_ids(ks: &[PersonKey]) -> Vec<String> {
         ks.iter()
             .map(|k| match k {
-                PersonKey::Key(k) => k.id().to_string(),
+                PersonKey::Key(id, _) => id.to_string(),
                 PersonKey::Forgotten => "-".into(),
             })
             .collect()
@@ -1731,7 +1733,7 @@ mod tests {
             });
             let newcomer = numbered_persons(3).split_off(2);
             let keys = v.person_keys(&newcomer, false, ring.path()).unwrap();
-            assert!(matches!(keys[0], PersonKey::Key(_)));
+            assert!(matches!(keys[0], PersonKey::Key(..)));
         });
         assert!(started.elapsed() >= std::time::Duration::from_millis(1400), "{:?}", started.elapsed());
         v.sync(0).unwrap();

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use csv::ByteRecord;
 
 use crate::crypto::aead::DataKey;
+use crate::crypto::keys::{Dek, DekId};
 use crate::crypto::prf::Pseudonymizer;
 use crate::crypto::siv::DeterministicCipher;
 use crate::settings::{Action, CtType, Normalize, Schema, UnknownColumns};
@@ -265,17 +266,24 @@ impl Plan {
     }
 }
 
+/// A person's DEK and its id, as [`PersonKeySource::person_keys`] gives
+/// them. The DEK is in an allocation of its own, zeroized when its last
+/// holder drops it.
+pub type PersonDek = (DekId, Arc<Dek>);
+
 /// Per-person data keys (`[keys] dek_scope = "identity"`): the key vault
 /// in production.
 pub trait PersonKeySource: Send + Sync {
     /// The data keys of one chunk's persons, given as (pseudonym,
-    /// normalized identity) pairs, in the same order; `None` for a person
-    /// who was forgotten and whose rows are rejected. Keys made here must
-    /// be committed before this returns ([`PersonKeySource::sync`] makes them durable).
+    /// normalized identity) pairs, in the same order: each person's DEK and
+    /// its id, which the transform expands for the person's rows; `None`
+    /// for a person who was forgotten and whose rows are rejected. Keys
+    /// made here must be committed before this returns
+    /// ([`PersonKeySource::sync`] makes them durable).
     ///
     /// # Errors
     /// Whatever the store fails with, as text (the file then fails).
-    fn person_keys(&self, persons: &[(String, String)]) -> Result<Vec<Option<Arc<DataKey>>>, String>;
+    fn person_keys(&self, persons: &[(String, String)]) -> Result<Vec<Option<PersonDek>>, String>;
 
     /// A mark to take before a file's first [`PersonKeySource::person_keys`]
     /// call and give to [`PersonKeySource::sync`] for that file.
@@ -487,7 +495,7 @@ impl Transformer {
             .collect();
         let mut bufs = Buffers { cell: Vec::with_capacity(256), scratch: Vec::with_capacity(256), memo: Vec::new() };
         // Per-person keys: every person of the chunk in one look-up.
-        let mut row_keys: Vec<Option<Option<Arc<DataKey>>>> = Vec::new();
+        let mut person_keys: Vec<Option<PersonDek>> = Vec::new();
         // Each row's (pseudonym, normalized identity), computed once here
         // and reused for the identity cell by `transform_record`.
         let mut persons = Vec::new();
@@ -507,7 +515,7 @@ impl Transformer {
                 }
             }
             match source.person_keys(&persons) {
-                Ok(keys) => row_keys = which.iter().map(|w| w.map(|i| keys[i].clone())).collect(),
+                Ok(keys) => person_keys = keys,
                 Err(e) => {
                     out.error = Some(e);
                     return out;
@@ -516,6 +524,8 @@ impl Transformer {
         }
         {
             let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(&mut out.bytes);
+            // The current person's expanded data key.
+            let mut expanded: Option<DataKey> = None;
             for (n, rec) in records.iter().enumerate() {
                 out.rows += 1;
                 row.clear();
@@ -526,17 +536,23 @@ impl Transformer {
                     let (p, v): &(String, String) = &persons[i];
                     (p.as_str(), v.as_str())
                 });
-                let result = match row_keys.get(n) {
-                    Some(Some(None)) => Err(RejectReason::Forgotten {
+                let result = match which.get(n).copied().flatten().map(|i| &person_keys[i]) {
+                    Some(None) => Err(RejectReason::Forgotten {
                         column: self
                             .persons
                             .as_ref()
                             .map_or_else(String::new, |(_, c)| self.plan.columns[*c].name.clone()),
                     }),
-                    Some(Some(Some(k))) => {
+                    Some(Some((id, dek))) => {
+                        // Expanded here, once per run of rows of one person,
+                        // and zeroized when replaced or at the chunk's end.
+                        if expanded.as_ref().is_none_or(|k| k.id() != id) {
+                            expanded = Some(DataKey::new(*id, dek));
+                        }
+                        let k = expanded.as_ref().expect("expanded above");
                         self.transform_record(rec, whole, person, k, &mut row, &mut bufs, &mut out.encrypted)
                     }
-                    _ => self.transform_record(rec, whole, person, key, &mut row, &mut bufs, &mut out.encrypted),
+                    None => self.transform_record(rec, whole, person, key, &mut row, &mut bufs, &mut out.encrypted),
                 };
                 match result {
                     Ok(()) => {
