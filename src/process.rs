@@ -61,7 +61,7 @@ impl VaultKeys {
 }
 
 impl PersonKeySource for VaultKeys {
-    fn person_keys(&self, persons: &[(String, String)]) -> Result<Vec<Option<PersonDek>>, String> {
+    fn person_keys(&self, persons: &[(&str, &str)]) -> Result<Vec<Option<PersonDek>>, String> {
         let keys = self.vault.person_keys(persons, self.new_key, &self.keyring_path).map_err(|e| e.to_string())?;
         Ok(keys
             .into_iter()

@@ -655,14 +655,14 @@ impl Vault {
     ///
     /// # Errors
     /// [`VaultError`]; the file then fails (nothing is published).
-    pub fn person_keys(
+    pub fn person_keys<P: AsRef<str>, I: AsRef<str>>(
         &self,
-        persons: &[(String, String)],
+        persons: &[(P, I)],
         new_key: bool,
         keyring_path: &Path,
     ) -> Result<Vec<PersonKey>, VaultError> {
         let err = sql_err(&self.path);
-        let slots: Vec<Slot> = persons.iter().map(|(p, _)| Slot::of(p)).collect();
+        let slots: Vec<Slot> = persons.iter().map(|(p, _)| Slot::of(p.as_ref())).collect();
         // The chunk's distinct persons in slot order, each with the first row
         // that has them; `keys[i]` is the key of `wanted[i]` once found.
         let mut wanted: Vec<(Slot, usize)> = slots.iter().enumerate().map(|(i, s)| (*s, i)).collect();
@@ -744,13 +744,13 @@ impl Vault {
             let created = crate::report::now_rfc3339();
             let mut made = Vec::with_capacity(missing.len());
             for &i in &missing {
-                let (p, identity) = &persons[wanted[i].1];
+                let (p, identity) = (persons[wanted[i].1].0.as_ref(), persons[wanted[i].1].1.as_ref());
                 let dek = Arc::new(aead::random_dek());
                 let dek_id = DekId::generate();
                 let nonce = aead::random_nonce();
                 let wrapped = aead::wrap_dek(&self.active.1, &dek_id, &dek, &nonce);
                 let sealed = DataKey::new(dek_id, &dek).seal(&identity_ad(p), identity.as_bytes());
-                made.push((i, p.as_str(), dek_id, nonce, wrapped, sealed, dek));
+                made.push((i, p, dek_id, nonce, wrapped, sealed, dek));
             }
             let conn = self.conn();
             if conn.is_autocommit() {

@@ -271,6 +271,12 @@ impl Plan {
 /// holder drops it.
 pub type PersonDek = (DekId, Arc<Dek>);
 
+/// The (pseudonym, normalized identity) at `[start, end of the pseudonym,
+/// end of the identity]` in `text`, as `Transformer::person_of` put them.
+fn person_at(text: &str, [a, b, c]: [usize; 3]) -> (&str, &str) {
+    (&text[a..b], &text[b..c])
+}
+
 /// Per-person data keys (`[keys] dek_scope = "identity"`): the key vault
 /// in production.
 pub trait PersonKeySource: Send + Sync {
@@ -283,7 +289,7 @@ pub trait PersonKeySource: Send + Sync {
     ///
     /// # Errors
     /// Whatever the store fails with, as text (the file then fails).
-    fn person_keys(&self, persons: &[(String, String)]) -> Result<Vec<Option<PersonDek>>, String>;
+    fn person_keys(&self, persons: &[(&str, &str)]) -> Result<Vec<Option<PersonDek>>, String>;
 
     /// A mark to take before a file's first [`PersonKeySource::person_keys`]
     /// call and give to [`PersonKeySource::sync`] for that file.
@@ -433,20 +439,37 @@ impl Transformer {
     }
 
     /// The pseudonym and normalized identity of a record, when its identity
-    /// cell is valid and not empty.
-    fn person_of(&self, rec: &ByteRecord, whole: Option<&str>, col: usize) -> Option<(String, String)> {
+    /// cell is valid and not empty: appended to `text`, one after the
+    /// other, and returned as the byte offsets `[start, end of the
+    /// pseudonym, end of the identity]` in it. `scratch` is reused between
+    /// calls. (A chunk's persons share one `text`, which spares two
+    /// allocations per row.)
+    fn person_of(
+        &self,
+        rec: &ByteRecord,
+        whole: Option<&str>,
+        col: usize,
+        text: &mut String,
+        scratch: &mut Vec<u8>,
+    ) -> Option<[usize; 3]> {
         let c = &self.plan.columns[col];
         if rec.len() != self.plan.input_width {
             return None;
         }
-        let text = field_str(rec, whole, c.input_index)?;
-        let value = normalize::normalize(c.normalize, text, self.region).ok()?;
+        let cell = field_str(rec, whole, c.input_index)?;
+        let value = normalize::normalize(c.normalize, cell, self.region).ok()?;
         if value.is_empty() {
             return None;
         }
-        let mut p = self.prefix.as_bytes().to_vec();
-        self.pseudonymizer.pseudonym_into(value.as_bytes(), &mut p);
-        Some((String::from_utf8(p).ok()?, value.into_owned()))
+        scratch.clear();
+        self.pseudonymizer.pseudonym_into(value.as_bytes(), scratch);
+        let pseudonym = std::str::from_utf8(scratch).ok()?;
+        let start = text.len();
+        text.push_str(&self.prefix);
+        text.push_str(pseudonym);
+        let mid = text.len();
+        text.push_str(&value);
+        Some([start, mid, text.len()])
     }
 
     /// Uses `cipher` for `encrypt-deterministic` columns.
@@ -497,23 +520,28 @@ impl Transformer {
         // Per-person keys: every person of the chunk in one look-up.
         let mut person_keys: Vec<Option<PersonDek>> = Vec::new();
         // Each row's (pseudonym, normalized identity), computed once here
-        // and reused for the identity cell by `transform_record`.
-        let mut persons = Vec::new();
+        // and reused for the identity cell by `transform_record`: their
+        // offsets in `person_text` (see `person_of`), and each row's index
+        // into them.
+        let mut person_text = String::new();
+        let mut spans: Vec<[usize; 3]> = Vec::new();
         let mut which = Vec::new();
         // Each record as text when it is valid UTF-8, checked once.
         let wholes: Vec<Option<&str>> = records.iter().map(|r| std::str::from_utf8(r.as_slice()).ok()).collect();
         if let Some((source, col)) = &self.persons {
-            persons.reserve(records.len());
+            person_text.reserve(records.len() * 96);
+            spans.reserve(records.len());
             which.reserve(records.len());
             for (rec, &whole) in records.iter().zip(&wholes) {
-                match self.person_of(rec, whole, *col) {
-                    Some(p) => {
-                        which.push(Some(persons.len()));
-                        persons.push(p);
+                match self.person_of(rec, whole, *col, &mut person_text, &mut bufs.scratch) {
+                    Some(span) => {
+                        which.push(Some(spans.len()));
+                        spans.push(span);
                     }
                     None => which.push(None),
                 }
             }
+            let persons: Vec<(&str, &str)> = spans.iter().map(|&span| person_at(&person_text, span)).collect();
             match source.person_keys(&persons) {
                 Ok(keys) => person_keys = keys,
                 Err(e) => {
@@ -532,10 +560,7 @@ impl Transformer {
                 let whole = wholes[n];
                 // A row without a person (its identity is empty or invalid)
                 // is rejected by the identity check below.
-                let person = which.get(n).copied().flatten().map(|i| {
-                    let (p, v): &(String, String) = &persons[i];
-                    (p.as_str(), v.as_str())
-                });
+                let person = which.get(n).copied().flatten().map(|i| person_at(&person_text, spans[i]));
                 let result = match which.get(n).copied().flatten().map(|i| &person_keys[i]) {
                     Some(None) => Err(RejectReason::Forgotten {
                         column: self
