@@ -663,7 +663,9 @@ fn process_local_file(ctx: &Context<'_>, path: &Path, sink: &dyn Sink) -> FileRe
 struct KeyCache<'a> {
     ring: &'a Keyring,
     records: HashMap<String, keystore::DekRecord>,
-    keys: HashMap<DekId, Option<DataKey>>,
+    /// Boxed, so that growing the map moves pointers, not key schedules
+    /// (which would stay behind, unzeroized, in the freed table).
+    keys: HashMap<DekId, Option<Box<DataKey>>>,
     /// The key vault, when `[keys] dek_scope = "identity"`.
     vault: Option<Vault>,
 }
@@ -678,9 +680,9 @@ impl KeyCache<'_> {
                 (None, Some(v)) => v.key_by_dek_id(id, self.ring.path())?,
                 (None, None) => return Err(anyhow!("data key {id} is not in the keystore")),
             };
-            self.keys.insert(*id, key);
+            self.keys.insert(*id, key.map(Box::new));
         }
-        Ok(self.keys[id].as_ref())
+        Ok(self.keys[id].as_deref())
     }
 }
 

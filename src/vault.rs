@@ -118,9 +118,9 @@ pub const LOCK_POLL_MS: u64 = 50;
 /// 2 MB in all. Not the expanded key schedule (about 1 KB each): 16 MB of
 /// schedules, live for 16,384 look-ups, made every key expansion and
 /// zeroization miss the CPU's caches, which cost more than the cache saved
-/// when few persons recur (docs/PERFORMANCE.md, "The key cache"). A hit
-/// expands the key again (well under a microsecond, against a few for a
-/// look-up).
+/// when few persons recur (docs/PERFORMANCE.md, "The key cache"). The
+/// transform expands a person's DEK once per run of their rows (well
+/// under a microsecond, against a few for a look-up).
 const CACHE_KEYS: usize = 16_384;
 /// The writer's page cache, in KiB (`PRAGMA cache_size`; a cap, filled as
 /// pages are changed, and kept until the connection closes): it holds the
@@ -286,7 +286,8 @@ pub struct Vault {
     /// as threads that looked up persons at the same time.
     readers: Mutex<Vec<Connection>>,
     /// The keyring's KEKs, expanded, by id.
-    keks: HashMap<String, aead::KekCipher>,
+    /// Boxed, so that building the map moves pointers, not key schedules.
+    keks: HashMap<String, Box<aead::KekCipher>>,
     active: (KekId, Kek),
     retired_file: Option<PathBuf>,
     /// Recently used person keys (see [`CACHE_KEYS`]).
@@ -379,7 +380,7 @@ impl Vault {
         }
         let keks = keyring
             .kek_ids()
-            .filter_map(|id| keyring.kek(id).map(|k| (id.to_string(), aead::KekCipher::new(k))))
+            .filter_map(|id| keyring.kek(id).map(|k| (id.to_string(), Box::new(aead::KekCipher::new(k)))))
             .collect();
         let (aid, akek) = keyring.active();
         Ok(Self {
@@ -744,7 +745,8 @@ impl Vault {
             let created = crate::report::now_rfc3339();
             let mut made = Vec::with_capacity(missing.len());
             for &i in &missing {
-                let (p, identity) = (persons[wanted[i].1].0.as_ref(), persons[wanted[i].1].1.as_ref());
+                let (p, identity) = &persons[wanted[i].1];
+                let (p, identity) = (p.as_ref(), identity.as_ref());
                 let dek = Arc::new(aead::random_dek());
                 let dek_id = DekId::generate();
                 let nonce = aead::random_nonce();

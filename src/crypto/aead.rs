@@ -35,11 +35,20 @@ pub const TAG_LEN: usize = 16;
 /// Values one data key may encrypt before a fresh one is rolled (2^31).
 pub const MAX_VALUES_PER_DEK: u64 = 1 << 31;
 
-/// AES-256-GCM with a 96-bit nonce over the encrypt-only AES-256 key
-/// schedule: GCM never runs the block cipher's inverse, whose schedule
-/// `aes_gcm::Aes256Gcm` also expands (and zeroizes), at a cost paid per
-/// person with one DEK per person.
-type Aes256Gcm = AesGcm<aes::Aes256Enc, U12>;
+/// AES-256-GCM (96-bit nonce) over the encrypt-only AES-256 key schedule:
+/// GCM never runs the inverse cipher, so with AES-NI this skips expanding
+/// a decryption schedule for every key, which `aes_gcm::Aes256Gcm` does
+/// (one key per person with per-person keys).
+type Aes256GcmEnc = AesGcm<aes::Aes256Enc, U12>;
+
+/// Fails to compile unless the expanded AES key schedules zeroize on drop
+/// (the `aes` crate's `zeroize` feature): the encrypt-only one under
+/// AES-GCM and the full one under AES-SIV (its CTR and CMAC).
+const _: () = {
+    fn zeroizes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    let _ = zeroizes_on_drop::<aes::Aes256Enc>;
+    let _ = zeroizes_on_drop::<aes::Aes256>;
+};
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -81,7 +90,7 @@ pub fn random_dek() -> Dek {
 /// Wraps `dek` under `kek` with the given nonce. Returns ciphertext‖tag
 /// (48 bytes).
 pub fn wrap_dek(kek: &Kek, dek_id: &DekId, dek: &Dek, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
-    let cipher = Aes256Gcm::new(kek.expose().into());
+    let cipher = Aes256GcmEnc::new(kek.expose().into());
     let mut buf = dek.expose().to_vec();
     let tag = cipher
         .encrypt_in_place_detached(Nonce::from_slice(nonce), &wrap_ad(dek_id), &mut buf)
@@ -103,13 +112,14 @@ pub fn unwrap_dek(kek: &Kek, dek_id: &DekId, nonce: &[u8], wrapped: &[u8]) -> Re
 
 /// A KEK expanded once for unwrapping many DEKs (the per-person key vault
 /// unwraps one per person it looks up). Its AES key schedule is zeroized
-/// on drop by the `aes` crate, like [`DataKey`]'s.
-pub struct KekCipher(Aes256Gcm);
+/// on drop by the `aes` crate, like [`DataKey`]'s (not its GHASH key H;
+/// see [`DataKey`]).
+pub struct KekCipher(Aes256GcmEnc);
 
 impl KekCipher {
     /// Expands `kek`.
     pub fn new(kek: &Kek) -> Self {
-        Self(Aes256Gcm::new(kek.expose().into()))
+        Self(Aes256GcmEnc::new(kek.expose().into()))
     }
 
     /// As [`unwrap_dek`], with this KEK.
@@ -143,17 +153,17 @@ impl KekCipher {
 /// A data key ready for use: its identifier and the expanded AES key
 /// schedule (zeroized on drop by the `aes` crate, through its `zeroize`
 /// feature). The GHASH key H = AES(K, 0^128) it also holds is not:
-/// `polyval` 0.6's CPU-detecting backend never drops its state. H does not
-/// give K.
+/// `polyval`'s x86 backend has no `Drop`, and the `zeroize` features of
+/// `polyval` and `ghash` are off. H does not give K.
 pub struct DataKey {
     id: DekId,
-    cipher: Aes256Gcm,
+    cipher: Aes256GcmEnc,
 }
 
 impl DataKey {
     /// Expands `dek` for encryption and decryption.
     pub fn new(id: DekId, dek: &Dek) -> Self {
-        Self { id, cipher: Aes256Gcm::new(dek.expose().into()) }
+        Self { id, cipher: Aes256GcmEnc::new(dek.expose().into()) }
     }
 
     /// The key's identifier.
@@ -262,16 +272,6 @@ pub fn parse_token(token: &[u8]) -> Result<(DekId, Vec<u8>), CryptoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The expanded AES key schedules zeroize on drop: the encrypt-only one
-    /// under AES-GCM and the full one under AES-SIV (its CTR and CMAC).
-    /// Without the `aes` crate's `zeroize` feature this does not compile.
-    #[test]
-    fn key_schedules_zeroize_on_drop() {
-        fn zeroizes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
-        zeroizes_on_drop::<aes::Aes256Enc>();
-        zeroizes_on_drop::<aes::Aes256>();
-    }
 
     #[test]
     fn wrap_round_trip_and_ad_binding() {

@@ -442,8 +442,7 @@ impl Transformer {
     /// cell is valid and not empty: appended to `text`, one after the
     /// other, and returned as the byte offsets `[start, end of the
     /// pseudonym, end of the identity]` in it. `scratch` is reused between
-    /// calls. (A chunk's persons share one `text`, which spares two
-    /// allocations per row.)
+    /// calls. A chunk's persons share one `text`: no allocation per row.
     fn person_of(
         &self,
         rec: &ByteRecord,
@@ -560,8 +559,9 @@ impl Transformer {
                 let whole = wholes[n];
                 // A row without a person (its identity is empty or invalid)
                 // is rejected by the identity check below.
-                let person = which.get(n).copied().flatten().map(|i| person_at(&person_text, spans[i]));
-                let result = match which.get(n).copied().flatten().map(|i| &person_keys[i]) {
+                let index = which.get(n).copied().flatten();
+                let person = index.map(|i| person_at(&person_text, spans[i]));
+                let result = match index.map(|i| &person_keys[i]) {
                     Some(None) => Err(RejectReason::Forgotten {
                         column: self
                             .persons
@@ -569,8 +569,10 @@ impl Transformer {
                             .map_or_else(String::new, |(_, c)| self.plan.columns[*c].name.clone()),
                     }),
                     Some(Some((id, dek))) => {
-                        // Expanded here, once per run of rows of one person,
-                        // and zeroized when replaced or at the chunk's end.
+                        // Expanded here, once per run of consecutive rows of
+                        // one person (a person whose rows alternate with
+                        // another's is expanded again for each run), and
+                        // zeroized when replaced or at the chunk's end.
                         if expanded.as_ref().is_none_or(|k| k.id() != id) {
                             expanded = Some(DataKey::new(*id, dek));
                         }
