@@ -81,7 +81,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::crypto::aead::{self, DataKey};
-use crate::crypto::keys::{Dek, DekId, Kek, KekId};
+use crate::crypto::keys::{Dek, DekId, KekId};
 use crate::crypto::CryptoError;
 use crate::keyring::Keyring;
 
@@ -288,7 +288,9 @@ pub struct Vault {
     /// The keyring's KEKs, expanded, by id.
     /// Boxed, so that building the map moves pointers, not key schedules.
     keks: HashMap<String, Box<aead::KekCipher>>,
-    active: (KekId, Kek),
+    /// The active KEK's id, and the KEK expanded once for wrapping every
+    /// new person's key.
+    active: (KekId, Box<aead::KekCipher>),
     retired_file: Option<PathBuf>,
     /// Recently used person keys (see [`CACHE_KEYS`]).
     cache: Mutex<foldhash::HashMap<Slot, (DekId, Arc<Dek>)>>,
@@ -388,7 +390,7 @@ impl Vault {
             conn: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             keks,
-            active: (aid.clone(), akek.clone()),
+            active: (aid.clone(), Box::new(aead::KekCipher::new(akek))),
             retired_file,
             cache: Mutex::new(foldhash::HashMap::default()),
             watch: Mutex::new(None),
@@ -750,7 +752,7 @@ impl Vault {
                 let dek = Arc::new(aead::random_dek());
                 let dek_id = DekId::generate();
                 let nonce = aead::random_nonce();
-                let wrapped = aead::wrap_dek(&self.active.1, &dek_id, &dek, &nonce);
+                let wrapped = self.active.1.wrap_dek(&dek_id, &dek, &nonce);
                 let sealed = DataKey::new(dek_id, &dek).seal(&identity_ad(p), identity.as_bytes());
                 made.push((i, p, dek_id, nonce, wrapped, sealed, dek));
             }
@@ -993,7 +995,7 @@ impl Vault {
             for rec in &old {
                 let (dek_id, dek) = self.unwrap_dek(rec, keyring_path)?;
                 let nonce = aead::random_nonce();
-                let wrapped = aead::wrap_dek(&self.active.1, &dek_id, &dek, &nonce);
+                let wrapped = self.active.1.wrap_dek(&dek_id, &dek, &nonce);
                 let params = rusqlite::params![self.active.0.as_str(), &nonce[..], wrapped, rec.slot];
                 if up.execute(params).map_err(&err)? == 0 {
                     up_staged.execute(params).map_err(&err)?;

@@ -90,13 +90,7 @@ pub fn random_dek() -> Dek {
 /// Wraps `dek` under `kek` with the given nonce. Returns ciphertext‖tag
 /// (48 bytes).
 pub fn wrap_dek(kek: &Kek, dek_id: &DekId, dek: &Dek, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
-    let cipher = Aes256GcmEnc::new(kek.expose().into());
-    let mut buf = dek.expose().to_vec();
-    let tag = cipher
-        .encrypt_in_place_detached(Nonce::from_slice(nonce), &wrap_ad(dek_id), &mut buf)
-        .expect("AES-GCM cannot fail for a 32-byte plaintext");
-    buf.extend_from_slice(&tag);
-    buf
+    KekCipher::new(kek).wrap_dek(dek_id, dek, nonce)
 }
 
 /// Unwraps a DEK wrapped by [`wrap_dek`].
@@ -120,6 +114,18 @@ impl KekCipher {
     /// Expands `kek`.
     pub fn new(kek: &Kek) -> Self {
         Self(Aes256GcmEnc::new(kek.expose().into()))
+    }
+
+    /// As [`wrap_dek`], with this KEK.
+    pub fn wrap_dek(&self, dek_id: &DekId, dek: &Dek, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(KEY_LEN + TAG_LEN);
+        buf.extend_from_slice(dek.expose());
+        let tag = self
+            .0
+            .encrypt_in_place_detached(Nonce::from_slice(nonce), &wrap_ad(dek_id), &mut buf)
+            .expect("AES-GCM cannot fail for a 32-byte plaintext");
+        buf.extend_from_slice(&tag);
+        buf
     }
 
     /// As [`unwrap_dek`], with this KEK.
