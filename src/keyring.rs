@@ -80,7 +80,8 @@ pub struct Keyring {
     active: KekId,
     /// `active_kek` as the file has it (absent when the KEK is external).
     file_active: Option<KekId>,
-    keks: BTreeMap<KekId, Kek>,
+    /// Boxed, so that the map's node splits move pointers, not key bytes.
+    keks: BTreeMap<KekId, Box<Kek>>,
     /// KEKs that came from `kek_command` or `previous_kek_commands`: never
     /// written to the file.
     external: Vec<KekId>,
@@ -117,7 +118,7 @@ impl Keyring {
     pub fn generate(path: &Path) -> Self {
         let id = KekId::generate();
         let mut keks = BTreeMap::new();
-        keks.insert(id.clone(), Kek::generate());
+        keks.insert(id.clone(), Box::new(Kek::generate()));
         Self {
             path: path.to_owned(),
             active: id.clone(),
@@ -183,7 +184,7 @@ impl Keyring {
         for (id, b64) in &raw.kek {
             let kid: KekId = id.parse().map_err(|e| invalid(format!("KEK id {id:?}: {e}")))?;
             let kek = Kek::from_base64(b64).map_err(|e| invalid(format!("KEK {id}: {e}")))?;
-            keks.insert(kid, kek);
+            keks.insert(kid, Box::new(kek));
         }
         let file_active: Option<KekId> = match raw.active_kek.as_deref() {
             None => None,
@@ -198,13 +199,13 @@ impl Keyring {
         let (active, external) = match (external, &file_active) {
             (Some((id, kek)), _) => {
                 if let Some(mine) = keks.get(&id) {
-                    if *mine != kek {
+                    if **mine != kek {
                         return Err(invalid(format!(
                             "[kek] holds a KEK {id} that differs from the one kek_command returns under the same kek_id; give one of them another id"
                         )));
                     }
                 }
-                keks.insert(id.clone(), kek);
+                keks.insert(id.clone(), Box::new(kek));
                 (id.clone(), vec![id])
             }
             (None, Some(a)) => (a.clone(), Vec::new()),
@@ -326,7 +327,7 @@ impl Keyring {
                 break id;
             }
         };
-        self.keks.insert(id.clone(), Kek::generate());
+        self.keks.insert(id.clone(), Box::new(Kek::generate()));
         self.active = id.clone();
         self.file_active = Some(id.clone());
         id
@@ -376,7 +377,7 @@ impl Keyring {
     /// the same id.
     pub fn add_external_kek(&mut self, id: KekId, kek: Kek) -> Result<(), KeyringError> {
         if let Some(mine) = self.keks.get(&id) {
-            if *mine != kek {
+            if **mine != kek {
                 return Err(KeyringError::Invalid {
                     path: self.path.clone(),
                     message: format!(
@@ -385,7 +386,7 @@ impl Keyring {
                 });
             }
         }
-        self.keks.insert(id.clone(), kek);
+        self.keks.insert(id.clone(), Box::new(kek));
         if !self.external.contains(&id) {
             self.external.push(id);
         }
@@ -411,7 +412,7 @@ impl Keyring {
     }
     /// A KEK by id.
     pub fn kek(&self, id: &KekId) -> Option<&Kek> {
-        self.keks.get(id)
+        self.keks.get(id).map(|k| &**k)
     }
     /// All KEK ids.
     pub fn kek_ids(&self) -> impl Iterator<Item = &KekId> {

@@ -327,7 +327,8 @@ pub fn rewrap(path: &Path, keyring: &Keyring) -> Result<RewrapSummary, KeystoreE
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut summary = RewrapSummary::default();
         let mut out = Vec::new();
-        let mut seen: HashMap<String, Dek> = HashMap::new();
+        // Boxed, so that growing the map moves pointers, not key bytes.
+        let mut seen: HashMap<String, Box<Dek>> = HashMap::new();
         for (i, line) in std::io::BufReader::new(&f).lines().enumerate() {
             let line = line.map_err(io)?;
             if line.trim().is_empty() {
@@ -337,11 +338,11 @@ pub fn rewrap(path: &Path, keyring: &Keyring) -> Result<RewrapSummary, KeystoreE
             summary.records += 1;
             let (dek_id, dek) = unwrap_dek_of(keyring, &rec)?;
             if let Some(earlier) = seen.get(&rec.dek_id) {
-                if *earlier != dek {
+                if **earlier != dek {
                     return Err(KeystoreError::Conflict { path: path.to_owned(), line: i + 1, dek_id: rec.dek_id });
                 }
             } else {
-                seen.insert(rec.dek_id.clone(), dek.clone());
+                seen.insert(rec.dek_id.clone(), Box::new(dek.clone()));
             }
             if rec.kek_id == active_text {
                 summary.unchanged += 1;

@@ -104,7 +104,7 @@ pub fn unwrap_dek(kek: &Kek, dek_id: &DekId, nonce: &[u8], wrapped: &[u8]) -> Re
     KekCipher::new(kek).unwrap_dek(dek_id, nonce, wrapped)
 }
 
-/// A KEK expanded once for unwrapping many DEKs (the per-person key vault
+/// A KEK expanded once for wrapping and unwrapping many DEKs (the per-person key vault
 /// unwraps one per person it looks up). Its AES key schedule is zeroized
 /// on drop by the `aes` crate, like [`DataKey`]'s (not its GHASH key H;
 /// see [`DataKey`]).

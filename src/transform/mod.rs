@@ -528,6 +528,7 @@ impl Transformer {
         // Each record as text when it is valid UTF-8, checked once.
         let wholes: Vec<Option<&str>> = records.iter().map(|r| std::str::from_utf8(r.as_slice()).ok()).collect();
         if let Some((source, col)) = &self.persons {
+            // The prefix and 52-character pseudonym, and a typical identity.
             person_text.reserve(records.len() * 96);
             spans.reserve(records.len());
             which.reserve(records.len());

@@ -156,10 +156,11 @@ fn a_watcher_applies_a_forget_made_beside_it() {
     assert_eq!(rejected, [(2, "forgotten".to_owned()), (3, "forgotten".to_owned())]);
 }
 
-/// Rows of one person that alternate with another's, and with a row that
-/// has no person, each get their own person's key: what the independent
-/// verifier decrypts with the key their token names, which is the one the
-/// vault holds for that person.
+/// Rows of one person that alternate with another's, around a rejected row
+/// without a person, each get their own person's key: what the
+/// independent verifier decrypts with the key their token names, which is
+/// the one the vault holds for that person. Both when the keys are made
+/// (first file) and when they are looked up (second file, a new process).
 #[test]
 fn alternating_persons_each_get_their_own_key() {
     let wd = identity_workdir("reject");
@@ -170,17 +171,30 @@ fn alternating_persons_each_get_their_own_key() {
         ,415-555-0104,Nobody Four,Leeds,4,\r\n\
         bob@example.test,415-555-0105,Bob Five,Leeds,5,\r\n\
         ana@example.test,415-555-0106,Ana Six,Oakland,6,\r\n";
-    let out = wd.process_new("alternating", input);
-    let py = wd.verify_with_python("inbox/alternating.csv", &out, &[5]);
-    assert!(py.status.success(), "{}\n{}", String::from_utf8_lossy(&py.stdout), String::from_utf8_lossy(&py.stderr));
-    let keys = row_keys(&wd, &out);
     let (ana, bob) = (pseudonym_of(&wd, "ana@example.test"), pseudonym_of(&wd, "bob@example.test"));
-    let persons: Vec<&str> = keys.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(persons, [&ana, &bob, &ana, &bob, &ana]);
-    let (a, b) = (&keys[0].1, &keys[1].1);
-    assert_ne!(a, b);
-    let dek_ids: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
-    assert_eq!(dek_ids, [a, b, a, b, a]);
+    let mut first = Vec::new();
+    for name in ["made", "looked-up"] {
+        let out = wd.process_new(name, input);
+        let py = wd.verify_with_python(&format!("inbox/{name}.csv"), &out, &[5]);
+        assert!(
+            py.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&py.stdout),
+            String::from_utf8_lossy(&py.stderr)
+        );
+        let keys = row_keys(&wd, &out);
+        let persons: Vec<&str> = keys.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(persons, [&ana, &bob, &ana, &bob, &ana], "{name}");
+        let (a, b) = (&keys[0].1, &keys[1].1);
+        assert_ne!(a, b);
+        let dek_ids: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
+        assert_eq!(dek_ids, [a, b, a, b, a], "{name}");
+        if first.is_empty() {
+            first = keys;
+        } else {
+            assert_eq!(keys, first, "the same persons keep their keys");
+        }
+    }
 }
 
 #[test]
