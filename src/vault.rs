@@ -288,9 +288,8 @@ pub struct Vault {
     /// The keyring's KEKs, expanded, by id.
     /// Boxed, so that building the map moves pointers, not key schedules.
     keks: HashMap<String, Box<aead::KekCipher>>,
-    /// The active KEK's id, and the KEK expanded once for wrapping every
-    /// new person's key.
-    active: (KekId, Box<aead::KekCipher>),
+    /// The active KEK's id (one of `keks`): it wraps every new person's key.
+    active: KekId,
     retired_file: Option<PathBuf>,
     /// Recently used person keys (see [`CACHE_KEYS`]).
     cache: Mutex<foldhash::HashMap<Slot, (DekId, Arc<Dek>)>>,
@@ -384,13 +383,12 @@ impl Vault {
             .kek_ids()
             .filter_map(|id| keyring.kek(id).map(|k| (id.to_string(), Box::new(aead::KekCipher::new(k)))))
             .collect();
-        let (aid, akek) = keyring.active();
         Ok(Self {
             path: path.to_owned(),
             conn: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             keks,
-            active: (aid.clone(), Box::new(aead::KekCipher::new(akek))),
+            active: keyring.active().0.clone(),
             retired_file,
             cache: Mutex::new(foldhash::HashMap::default()),
             watch: Mutex::new(None),
@@ -400,6 +398,12 @@ impl Vault {
             tx_seq: AtomicU64::new(0),
             lost_tx: AtomicU64::new(0),
         })
+    }
+
+    /// The active KEK, expanded.
+    fn active_cipher(&self) -> &aead::KekCipher {
+        // The keyring's active KEK is one of its KEKs, all of which `keks` holds.
+        &self.keks[self.active.as_str()]
     }
 
     /// The vault's path.
@@ -674,15 +678,13 @@ impl Vault {
         let index = |s: &Slot| wanted.binary_search_by_key(s, |(w, _)| *w).expect("every slot is wanted");
         let mut keys: Vec<Option<PersonKey>> = vec![None; wanted.len()];
         let epoch = self.cache_epoch()?;
-        let mut hits = Vec::new();
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if !cache.is_empty() {
-                hits.extend(wanted.iter().enumerate().filter_map(|(i, (s, _))| Some((i, cache.get(s)?.clone()))));
+                for ((s, _), k) in wanted.iter().zip(keys.iter_mut()) {
+                    *k = cache.get(s).map(|(id, dek)| PersonKey::Key(*id, Arc::clone(dek)));
+                }
             }
-        }
-        for (i, (id, dek)) in hits {
-            keys[i] = Some(PersonKey::Key(id, dek));
         }
         // The writer's open transaction, read before the look-ups' snapshot
         // (taken at their first statement). While the same transaction is
@@ -739,8 +741,8 @@ impl Vault {
         if !missing.is_empty() {
             if let Some(f) = &self.retired_file {
                 let retired = std::fs::read_to_string(f).unwrap_or_default();
-                if retired.lines().any(|l| l.trim() == self.active.0.as_str()) {
-                    return Err(VaultError::RetiredKek { kek_id: self.active.0.to_string() });
+                if retired.lines().any(|l| l.trim() == self.active.as_str()) {
+                    return Err(VaultError::RetiredKek { kek_id: self.active.to_string() });
                 }
             }
             // Keys are made before the lock is taken.
@@ -752,7 +754,7 @@ impl Vault {
                 let dek = Arc::new(aead::random_dek());
                 let dek_id = DekId::generate();
                 let nonce = aead::random_nonce();
-                let wrapped = self.active.1.wrap_dek(&dek_id, &dek, &nonce);
+                let wrapped = self.active_cipher().wrap_dek(&dek_id, &dek, &nonce);
                 let sealed = DataKey::new(dek_id, &dek).seal(&identity_ad(p), identity.as_bytes());
                 made.push((i, p, dek_id, nonce, wrapped, sealed, dek));
             }
@@ -800,7 +802,7 @@ impl Vault {
                             slot,
                             s.tag,
                             dek_id.as_str(),
-                            self.active.0.as_str(),
+                            self.active.as_str(),
                             &nonce[..],
                             wrapped,
                             tx.last_insert_rowid()
@@ -982,7 +984,7 @@ impl Vault {
             .map_err(&err)? as usize;
         let old: Vec<PersonRecord> = {
             let mut st = tx.prepare(&format!("SELECT * FROM ({ALL_KEYS}) WHERE kek_id != ?1")).map_err(&err)?;
-            let rows = st.query_map([self.active.0.as_str()], person_row).map_err(&err)?;
+            let rows = st.query_map([self.active.as_str()], person_row).map_err(&err)?;
             rows.collect::<Result<_, _>>().map_err(&err)?
         };
         {
@@ -995,8 +997,8 @@ impl Vault {
             for rec in &old {
                 let (dek_id, dek) = self.unwrap_dek(rec, keyring_path)?;
                 let nonce = aead::random_nonce();
-                let wrapped = self.active.1.wrap_dek(&dek_id, &dek, &nonce);
-                let params = rusqlite::params![self.active.0.as_str(), &nonce[..], wrapped, rec.slot];
+                let wrapped = self.active_cipher().wrap_dek(&dek_id, &dek, &nonce);
+                let params = rusqlite::params![self.active.as_str(), &nonce[..], wrapped, rec.slot];
                 if up.execute(params).map_err(&err)? == 0 {
                     up_staged.execute(params).map_err(&err)?;
                 }
